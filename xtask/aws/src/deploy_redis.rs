@@ -1,0 +1,369 @@
+//! `cargo xtask deploy-redis`: render, look up, launch or reuse, wait, then write the record and
+//! the files that point OpenEMR at Redis. Nothing is written before the instance is ready.
+
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use aws_sdk_ec2::Client;
+use aws_sdk_ec2::types::InstanceStateName;
+use camino::Utf8Path;
+use xtask::codegen::{self, Inputs};
+use xtask::flags::DeployRedis;
+use xtask::generated::{self, GeneratedFile};
+use xtask::project::Project;
+use xtask::record::DeploymentRecord;
+use xtask::render;
+use xtask::settings::{Readiness, Settings};
+
+use crate::ec2::image::{Image, find_ubuntu_image};
+use crate::ec2::instance::{self, InstanceView, LaunchRequest};
+use crate::ec2::network::{SecurityGroup, Subnet, Vpc, find_app_security_group, find_subnet, find_vpc};
+use crate::ec2::readiness::{ReadyCheck, wait_until_ready};
+use crate::ec2::security_group::{self, RedisGroup};
+use crate::progress::Progress;
+use crate::sdk;
+
+/// The settings and everything rendered from them before any AWS call.
+pub struct Prepared {
+    pub settings: Settings,
+    pub settings_name: camino::Utf8PathBuf,
+    pub templates: xtask::render::Environment<'static>,
+    pub user_data: GeneratedFile,
+    pub user_data_sha256: String,
+}
+
+impl Prepared {
+    /// Loads the settings and renders the user data; a file over EC2's limit fails here, before
+    /// any request.
+    pub fn load(project: &Project, settings_path: &Utf8Path) -> anyhow::Result<Prepared> {
+        let settings = Settings::load(settings_path)?;
+        let templates = render::load_templates(&project.templates_dir())?;
+        let settings_name = settings_path.strip_prefix(project.root()).unwrap_or(settings_path).to_owned();
+        let inputs = Inputs { project, settings: &settings, settings_name: &settings_name, templates: &templates };
+        let user_data = codegen::render_user_data(&inputs)?;
+        let user_data_sha256 = codegen::sha256_hex(user_data.contents.as_bytes());
+        Ok(Prepared { settings, settings_name, templates, user_data, user_data_sha256 })
+    }
+
+    pub fn inputs<'a>(&'a self, project: &'a Project) -> Inputs<'a> {
+        Inputs { project, settings: &self.settings, settings_name: &self.settings_name, templates: &self.templates }
+    }
+}
+
+/// What already exists in AWS, found by read-only calls.
+#[derive(Debug, Clone)]
+pub struct Found {
+    pub vpc: Vpc,
+    pub subnet: Subnet,
+    pub app_group: SecurityGroup,
+    pub image: Image,
+    pub redis_group: Option<RedisGroup>,
+    pub instance: Option<InstanceView>,
+}
+
+/// Runs the read-only lookups; those that only need the VPC run concurrently.
+pub async fn look_up(client: &Client, settings: &Settings) -> anyhow::Result<Found> {
+    let vpc = find_vpc(client, settings.vpc_name.as_str()).await?;
+    let (subnet, app_group, image, redis_group, instance) = tokio::try_join!(
+        find_subnet(client, &vpc, settings.subnet_name.as_str()),
+        find_app_security_group(client, &vpc, &settings.app_security_group),
+        find_ubuntu_image(client, settings.ubuntu_release, settings.architecture()),
+        security_group::find_redis_group(client, &vpc, settings.instance_name.as_str()),
+        instance::find_instance(client, &vpc.id, settings.instance_name.as_str()),
+    )?;
+    Ok(Found { vpc, subnet, app_group, image, redis_group, instance })
+}
+
+/// What happens to the instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InstancePlan {
+    Launch,
+    /// Reuse a running or pending instance launched with the same user data.
+    Reuse(InstanceView),
+    /// Launch a new instance, switch to it, then terminate the old one (`--replace`).
+    Replace(InstanceView),
+}
+
+/// Decides between launching, reusing and replacing.
+pub async fn plan_instance(client: &Client, found: &Found, user_data_sha256: &str, replace: bool) -> anyhow::Result<InstancePlan> {
+    let Some(existing) = &found.instance else {
+        return Ok(InstancePlan::Launch);
+    };
+    if matches!(existing.state, InstanceStateName::Stopped | InstanceStateName::Stopping) {
+        bail!(
+            "instance {} is {}: start it with `aws ec2 start-instances --instance-ids {}` and rerun, since Redis \
+             keeps its sessions on its volume",
+            existing.id,
+            existing.state.as_str(),
+            existing.id
+        );
+    }
+    let live_user_data = instance::instance_user_data(client, &existing.id).await?;
+    let live_sha256 = codegen::sha256_hex(&live_user_data);
+    if live_sha256 == user_data_sha256 {
+        return Ok(InstancePlan::Reuse(existing.clone()));
+    }
+    if replace {
+        return Ok(InstancePlan::Replace(existing.clone()));
+    }
+    bail!(
+        "instance {} runs other user data (sha256 {live_sha256}) than generated/user-data.yaml (sha256 \
+         {user_data_sha256}); cloud-init runs user data only at the first boot, so the change needs a new \
+         instance. Nothing was changed: rerun with --replace to launch a new instance, switch to it, and \
+         terminate the old one",
+        existing.id
+    )
+}
+
+pub async fn run(project: &Project, settings_path: &Utf8Path, flags: &DeployRedis) -> anyhow::Result<()> {
+    let prepared = Prepared::load(project, settings_path)?;
+    let connection = sdk::connect(prepared.settings.region.as_ref().map(|region| region.as_str())).await?;
+    let client = &connection.client;
+
+    let found = look_up(client, &prepared.settings).await?;
+    let plan = plan_instance(client, &found, &prepared.user_data_sha256, flags.replace).await?;
+    if flags.dry_run {
+        return print_dry_run(project, &prepared, &connection.region, &found, &plan);
+    }
+
+    let redis_group_id = ensure_redis_group(client, &prepared.settings, &found).await?;
+    let instance_id = match &plan {
+        InstancePlan::Reuse(existing) => {
+            eprintln!("reusing instance {} ({})", existing.id, existing.state.as_str());
+            existing.id.clone()
+        }
+        InstancePlan::Launch | InstancePlan::Replace(_) => {
+            launch(client, &prepared, &found, &redis_group_id, flags.new_launch).await?
+        }
+    };
+
+    let ready = wait_interruptibly(client, &prepared, &instance_id, Duration::from_secs(flags.timeout)).await?;
+    let private_ip = ready
+        .private_ip
+        .clone()
+        .with_context(|| format!("DescribeInstances returned no private IP for running instance {instance_id}"))?;
+
+    let record = DeploymentRecord {
+        region: connection.region.clone(),
+        instance_id: instance_id.clone(),
+        ami_id: ready.image_id.clone(),
+        instance_type: ready.instance_type.clone(),
+        vpc_id: found.vpc.id.clone(),
+        subnet_id: ready.subnet_id.clone(),
+        security_group_id: redis_group_id,
+        private_ip: private_ip.clone(),
+        user_data_sha256: prepared.user_data_sha256.clone(),
+    };
+    write_outputs(project, &prepared, &record)?;
+
+    if let InstancePlan::Replace(old) = &plan {
+        retire_instance(client, &old.id).await?;
+    }
+    println!("Redis is ready on instance {instance_id} at {private_ip}:{}", codegen::REDIS_PORT);
+    Ok(())
+}
+
+async fn ensure_redis_group(client: &Client, settings: &Settings, found: &Found) -> anyhow::Result<String> {
+    let name = settings.instance_name.as_str();
+    match &found.redis_group {
+        Some(group) => {
+            let drift = security_group::ingress_drift(&group.ingress, &found.app_group.id);
+            if !drift.is_clean() {
+                eprintln!("repairing ingress of security group {} ({}): {}", name, group.id, drift.describe().join("; "));
+                security_group::repair_ingress(client, group, &found.app_group).await?;
+            }
+            Ok(group.id.clone())
+        }
+        None => {
+            let id = security_group::create_redis_group(client, &found.vpc, name, &found.app_group).await?;
+            eprintln!("created security group {name} ({id}): TCP {} from {} only", codegen::REDIS_PORT, found.app_group.id);
+            Ok(id)
+        }
+    }
+}
+
+async fn launch(client: &Client, prepared: &Prepared, found: &Found, redis_group_id: &str, new_launch: bool) -> anyhow::Result<String> {
+    let settings = &prepared.settings;
+    let client_token = launch_token(prepared, found, redis_group_id, new_launch);
+    let request = LaunchRequest {
+        name: settings.instance_name.as_str(),
+        image_id: &found.image.id,
+        root_device_name: &found.image.root_device_name,
+        instance_type: settings.instance_type.as_str(),
+        subnet_id: &found.subnet.id,
+        security_group_id: redis_group_id,
+        root_volume_gib: settings.root_volume_gib.get(),
+        key_pair: settings.key_pair.as_ref().map(|key| key.as_str()),
+        user_data: &prepared.user_data.contents,
+        client_token: &client_token,
+    };
+    let instance_id = instance::launch_instance(client, &request).await?;
+    eprintln!(
+        "launched instance {instance_id} ({}, {}, {} in {})",
+        settings.instance_type,
+        found.image.id,
+        found.subnet.id,
+        found.subnet.availability_zone
+    );
+    Ok(instance_id)
+}
+
+/// Derives the `ClientToken` from everything the launch sends, so a retry after a crash or a
+/// lost response returns the instance that was already launched instead of a second one.
+/// `--new-launch` mixes in the time, for the case where that instance was terminated.
+pub fn launch_token(prepared: &Prepared, found: &Found, redis_group_id: &str, new_launch: bool) -> String {
+    let settings = &prepared.settings;
+    let mut parts = vec![
+        settings.instance_name.as_str().to_owned(),
+        found.subnet.id.clone(),
+        redis_group_id.to_owned(),
+        found.image.id.clone(),
+        settings.instance_type.as_str().to_owned(),
+        settings.root_volume_gib.get().to_string(),
+        settings.key_pair.as_ref().map(|key| key.as_str().to_owned()).unwrap_or_default(),
+        prepared.user_data_sha256.clone(),
+    ];
+    if new_launch {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        parts.push(now.as_nanos().to_string());
+    }
+    let digest = codegen::sha256_hex(parts.join("\n").as_bytes());
+    format!("deploy-redis-{}", &digest[..48])
+}
+
+/// Waits for readiness, and stops promptly on Ctrl-C or SIGTERM with how to resume.
+async fn wait_interruptibly(client: &Client, prepared: &Prepared, instance_id: &str, timeout: Duration) -> anyhow::Result<InstanceView> {
+    let check = match prepared.settings.readiness {
+        Readiness::RedisPing => ReadyCheck::ConsoleLine { user_data_sha256: prepared.user_data_sha256.clone() },
+        Readiness::StatusChecks => ReadyCheck::StatusChecks,
+    };
+    let mut progress = Progress::start(&format!("instance {instance_id}"));
+    let deadline = tokio::time::Instant::now() + timeout;
+    let outcome = tokio::select! {
+        outcome = wait_until_ready(client, instance_id, &check, deadline, &mut progress) => outcome,
+        signal = interrupted() => Err(anyhow::anyhow!(
+            "{signal} received while waiting for instance {instance_id}; nothing was written. The instance \
+             keeps booting: rerun `cargo xtask deploy-redis` to resume, since it adopts the instance"
+        )),
+    };
+    match outcome {
+        Ok(instance) => {
+            progress.finish("ready");
+            Ok(instance)
+        }
+        Err(error) => Err(error),
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM and names the signal.
+async fn interrupted() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut terminate = signal(SignalKind::terminate()).expect("SIGTERM handler installs");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => "SIGINT",
+            _ = terminate.recv() => "SIGTERM",
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "Ctrl-C"
+    }
+}
+
+/// Renders every output with the new record, prints the diffs, and writes them all at once.
+fn write_outputs(project: &Project, prepared: &Prepared, record: &DeploymentRecord) -> anyhow::Result<()> {
+    let mut files = vec![prepared.user_data.clone(), record.to_file(&project.deployment_record())];
+    files.extend(codegen::render_ebextensions(&prepared.inputs(project), Some(record))?);
+
+    print_diffs(project, &files)?;
+    let written = generated::write_all(&files).context("failed to write generated files")?;
+    for path in &written {
+        eprintln!("updated {}", project.display_path(path));
+    }
+    Ok(())
+}
+
+fn print_diffs(project: &Project, files: &[GeneratedFile]) -> anyhow::Result<()> {
+    for file in files {
+        if let Some(diff) = file.diff_against_disk(project.display_path(&file.path))? {
+            print!("{diff}");
+        }
+    }
+    Ok(())
+}
+
+/// Lifts the termination protection of the replaced instance, which `--replace` asked to remove,
+/// and terminates it.
+async fn retire_instance(client: &Client, instance_id: &str) -> anyhow::Result<()> {
+    client
+        .modify_instance_attribute()
+        .instance_id(instance_id)
+        .disable_api_termination(aws_sdk_ec2::types::AttributeBooleanValue::builder().value(false).build())
+        .send()
+        .await
+        .map_err(|error| crate::ec2::sdk_error("ModifyInstanceAttribute", error))?;
+    instance::terminate_instance(client, instance_id).await?;
+    eprintln!("terminated the replaced instance {instance_id}");
+    Ok(())
+}
+
+fn print_dry_run(project: &Project, prepared: &Prepared, region: &str, found: &Found, plan: &InstancePlan) -> anyhow::Result<()> {
+    let settings = &prepared.settings;
+    println!("Plan for deploy-redis in {region} (dry run: nothing in AWS or on disk changes)");
+    println!("  VPC             {} ({}): found", found.vpc.name, found.vpc.id);
+    println!("  subnet          {} ({}, {}): found", settings.subnet_name, found.subnet.id, found.subnet.availability_zone);
+    println!("  app group       {} ({}): found", found.app_group.name, found.app_group.id);
+    println!("  image           {} ({}, {})", found.image.name, found.image.id, found.image.creation_date);
+    match &found.redis_group {
+        None => println!(
+            "  security group  {}: would be created, TCP {} from {} only",
+            settings.instance_name,
+            codegen::REDIS_PORT,
+            found.app_group.id
+        ),
+        Some(group) => {
+            let drift = security_group::ingress_drift(&group.ingress, &found.app_group.id);
+            let action = if drift.is_clean() { "reused".to_owned() } else { format!("would be repaired: {}", drift.describe().join("; ")) };
+            println!("  security group  {} ({}): {action}", settings.instance_name, group.id);
+        }
+    }
+    let launch_line = format!(
+        "would be launched: {}, encrypted gp3 root volume of {} GiB, IMDSv2 required, termination protection",
+        settings.instance_type,
+        settings.root_volume_gib.get()
+    );
+    let (instance_line, record) = match plan {
+        InstancePlan::Launch => (launch_line, None),
+        InstancePlan::Reuse(existing) => (format!("{} ({}): reused, user data unchanged", existing.id, existing.state.as_str()), Some(existing)),
+        InstancePlan::Replace(existing) => (format!("{launch_line}; then {} would be terminated", existing.id), None),
+    };
+    println!("  instance        {}: {instance_line}", settings.instance_name);
+    println!();
+    println!(
+        "User data ({} bytes, sha256 {}):\n{}",
+        prepared.user_data.contents.len(),
+        prepared.user_data_sha256,
+        prepared.user_data.contents
+    );
+
+    // A launch's private IP is unknown until EC2 assigns it, so the diff shows a placeholder.
+    let private_ip = record.and_then(|instance| instance.private_ip.clone()).unwrap_or_else(|| "<assigned at launch>".to_owned());
+    let record = DeploymentRecord {
+        region: region.to_owned(),
+        instance_id: record.map_or("<assigned at launch>".to_owned(), |instance| instance.id.clone()),
+        ami_id: record.map_or(found.image.id.clone(), |instance| instance.image_id.clone()),
+        instance_type: settings.instance_type.as_str().to_owned(),
+        vpc_id: found.vpc.id.clone(),
+        subnet_id: found.subnet.id.clone(),
+        security_group_id: found.redis_group.as_ref().map_or("<created at deploy>".to_owned(), |group| group.id.clone()),
+        private_ip,
+        user_data_sha256: prepared.user_data_sha256.clone(),
+    };
+    let mut files = vec![prepared.user_data.clone(), record.to_file(&project.deployment_record())];
+    files.extend(codegen::render_ebextensions(&prepared.inputs(project), Some(&record))?);
+    println!("Changes to generated files:");
+    print_diffs(project, &files)
+}

@@ -1,0 +1,156 @@
+//! `cargo xtask destroy-redis`: terminates the recorded instance, deletes the security group
+//! this tool created once nothing uses it, and clears the record. Running it again is harmless.
+
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use aws_sdk_ec2::Client;
+use aws_sdk_ec2::types::{AttributeBooleanValue, InstanceAttributeName, InstanceStateName};
+use camino::Utf8Path;
+use xtask::codegen;
+use xtask::flags::DestroyRedis;
+use xtask::generated;
+use xtask::project::Project;
+use xtask::record::DeploymentRecord;
+
+use crate::deploy_redis::Prepared;
+use crate::ec2::instance::{describe_instance, terminate_instance};
+use crate::ec2::readiness::Backoff;
+use crate::ec2::{MANAGED_BY_KEY, MANAGED_BY_VALUE, error_code, filter, sdk_error, tag_value};
+use crate::progress::Progress;
+use crate::sdk;
+
+/// Terminating takes a minute or two; the group can only go once the instance is gone.
+const TERMINATION_TIMEOUT: Duration = Duration::from_secs(600);
+
+pub async fn run(project: &Project, settings_path: &Utf8Path, flags: &DestroyRedis) -> anyhow::Result<()> {
+    let prepared = Prepared::load(project, settings_path)?;
+    let record_path = project.deployment_record();
+    let Some(record) = DeploymentRecord::load(&record_path)? else {
+        eprintln!("nothing to destroy: {} does not exist", project.display_path(&record_path));
+        return regenerate_without_record(project, &prepared);
+    };
+    let connection = sdk::connect(Some(&record.region)).await?;
+    let client = &connection.client;
+
+    terminate_recorded_instance(client, &record.instance_id, flags.disable_termination_protection).await?;
+    delete_security_group(client, &record.security_group_id).await?;
+    regenerate_without_record(project, &prepared)?;
+    println!("destroyed instance {} and security group {}", record.instance_id, record.security_group_id);
+    Ok(())
+}
+
+async fn terminate_recorded_instance(client: &Client, instance_id: &str, lift_protection: bool) -> anyhow::Result<()> {
+    let Some(instance) = describe_instance(client, instance_id).await? else {
+        eprintln!("instance {instance_id} no longer exists");
+        return Ok(());
+    };
+    if instance.state == InstanceStateName::Terminated {
+        eprintln!("instance {instance_id} is already terminated");
+        return Ok(());
+    }
+
+    if termination_protected(client, instance_id).await? {
+        if !lift_protection {
+            bail!(
+                "instance {instance_id} has termination protection, which deploy-redis turns on so that the session \
+                 store is not removed by accident; nothing was changed. To terminate it, rerun with \
+                 --disable-termination-protection"
+            );
+        }
+        client
+            .modify_instance_attribute()
+            .instance_id(instance_id)
+            .disable_api_termination(AttributeBooleanValue::builder().value(false).build())
+            .send()
+            .await
+            .map_err(|error| sdk_error("ModifyInstanceAttribute", error))?;
+    }
+    terminate_instance(client, instance_id).await?;
+    wait_until_terminated(client, instance_id).await
+}
+
+async fn termination_protected(client: &Client, instance_id: &str) -> anyhow::Result<bool> {
+    let output = client
+        .describe_instance_attribute()
+        .instance_id(instance_id)
+        .attribute(InstanceAttributeName::DisableApiTermination)
+        .send()
+        .await
+        .map_err(|error| sdk_error("DescribeInstanceAttribute", error))?;
+    Ok(output.disable_api_termination().and_then(|value| value.value()).unwrap_or(false))
+}
+
+async fn wait_until_terminated(client: &Client, instance_id: &str) -> anyhow::Result<()> {
+    let mut progress = Progress::start(&format!("instance {instance_id}"));
+    let mut backoff = Backoff::new();
+    let deadline = tokio::time::Instant::now() + TERMINATION_TIMEOUT;
+    loop {
+        let state = describe_instance(client, instance_id).await?.map(|instance| instance.state);
+        match state {
+            None | Some(InstanceStateName::Terminated) => {
+                progress.finish("terminated");
+                return Ok(());
+            }
+            Some(state) => progress.set_state(state.as_str()),
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!("timed out waiting for instance {instance_id} to terminate; rerun `cargo xtask destroy-redis` to go on");
+        }
+        tokio::time::sleep(backoff.next_delay()).await;
+    }
+}
+
+/// Deletes the group if this tool created it and no network interface uses it any more.
+async fn delete_security_group(client: &Client, group_id: &str) -> anyhow::Result<()> {
+    let output = client
+        .describe_security_groups()
+        .filters(filter("group-id", group_id))
+        .send()
+        .await
+        .map_err(|error| sdk_error("DescribeSecurityGroups", error))?;
+    let Some(group) = output.security_groups().first() else {
+        eprintln!("security group {group_id} no longer exists");
+        return Ok(());
+    };
+    if tag_value(group.tags(), MANAGED_BY_KEY) != Some(MANAGED_BY_VALUE) {
+        eprintln!("left security group {group_id} alone: deploy-redis did not create it");
+        return Ok(());
+    }
+
+    let interfaces = client
+        .describe_network_interfaces()
+        .filters(filter("group-id", group_id))
+        .send()
+        .await
+        .map_err(|error| sdk_error("DescribeNetworkInterfaces", error))?;
+    let users: Vec<&str> = interfaces.network_interfaces().iter().filter_map(|interface| interface.network_interface_id()).collect();
+    if !users.is_empty() {
+        bail!(
+            "security group {group_id} is still used by {}: detach it from them, then rerun `cargo xtask destroy-redis`",
+            users.join(", ")
+        );
+    }
+
+    match client.delete_security_group().group_id(group_id).send().await {
+        Ok(_) => Ok(()),
+        Err(error) if error_code(&error) == Some("InvalidGroup.NotFound") => Ok(()),
+        Err(error) => Err(sdk_error("DeleteSecurityGroup", error)),
+    }
+}
+
+/// Removes the record and regenerates the options file, whose REDIS_IP becomes empty again.
+fn regenerate_without_record(project: &Project, prepared: &Prepared) -> anyhow::Result<()> {
+    let record_path = project.deployment_record();
+    let files = codegen::render_ebextensions(&prepared.inputs(project), None)?;
+    let written = generated::write_all(&files).context("failed to write generated files")?;
+    match std::fs::remove_file(&record_path) {
+        Ok(()) => eprintln!("removed {}", project.display_path(&record_path)),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(error) => return Err(error).with_context(|| format!("failed to remove {record_path}")),
+    }
+    for path in written {
+        eprintln!("updated {}", project.display_path(&path));
+    }
+    Ok(())
+}

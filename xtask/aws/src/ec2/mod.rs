@@ -1,0 +1,52 @@
+//! Small EC2 steps, each a function that takes a client, so that tests can drive them with
+//! `aws-smithy-mocks` and the moto emulator alike.
+
+pub mod image;
+pub mod instance;
+pub mod network;
+pub mod readiness;
+pub mod security_group;
+
+use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_ec2::types::{Filter, Tag};
+
+/// Tag key that marks resources this tool created, so that it only ever changes its own.
+pub const MANAGED_BY_KEY: &str = "managed-by";
+pub const MANAGED_BY_VALUE: &str = "cargo-xtask-deploy-redis";
+
+pub fn filter(name: &str, value: impl Into<String>) -> Filter {
+    Filter::builder().name(name).values(value).build()
+}
+
+pub fn tag(key: &str, value: impl Into<String>) -> Tag {
+    Tag::builder().key(key).value(value).build()
+}
+
+/// Returns the value of tag `key`, if present.
+pub fn tag_value<'a>(tags: &'a [Tag], key: &str) -> Option<&'a str> {
+    tags.iter().find(|tag| tag.key() == Some(key)).and_then(Tag::value)
+}
+
+/// Returns EC2's error code, such as `InvalidInstanceID.NotFound`, when the service sent one.
+pub fn error_code<E: ProvideErrorMetadata, R>(error: &SdkError<E, R>) -> Option<&str> {
+    error.code()
+}
+
+/// Turns an SDK error into "`operation` failed: Code: message", or the transport error when
+/// the request never got an answer.
+pub fn sdk_error<E, R>(operation: &str, error: SdkError<E, R>) -> anyhow::Error
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    match (error.code(), error.message()) {
+        (Some(code), Some(message)) => anyhow::anyhow!("{operation} failed: {code}: {message}"),
+        (Some(code), None) => anyhow::anyhow!("{operation} failed: {code}"),
+        _ => anyhow::anyhow!("{operation} failed: {}", aws_sdk_ec2::error::DisplayErrorContext(&error)),
+    }
+}
+
+/// A named error for a response field EC2 always sends, so that a missing one is never a panic.
+pub fn missing_field(operation: &str, field: &str) -> anyhow::Error {
+    anyhow::anyhow!("{operation} returned no {field}")
+}

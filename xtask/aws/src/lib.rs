@@ -1,0 +1,10 @@
+//! The AWS half of `cargo xtask`: deploy, inspect and destroy the Redis instance, and the
+//! sandbox that runs the deploy against the moto EC2 emulator.
+
+pub mod deploy_redis;
+pub mod destroy_redis;
+pub mod ec2;
+pub mod progress;
+pub mod sandbox;
+pub mod sdk;
+pub mod status;

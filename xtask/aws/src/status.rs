@@ -1,0 +1,161 @@
+//! `cargo xtask status`: compares the deployment record with what AWS has. Exits 0 when in sync,
+//! [`DRIFT_EXIT_CODE`] on drift, and 1 when the comparison itself failed.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use aws_sdk_ec2::Client;
+use aws_sdk_ec2::types::InstanceStateName;
+use camino::Utf8Path;
+use serde::Serialize;
+use xtask::codegen;
+use xtask::flags::Status;
+use xtask::project::Project;
+use xtask::record::DeploymentRecord;
+
+use crate::deploy_redis::Prepared;
+use crate::ec2::image::find_ubuntu_image;
+use crate::ec2::instance::{describe_instance, instance_user_data};
+use crate::ec2::network::{find_app_security_group, find_vpc};
+use crate::ec2::{filter, sdk_error, security_group};
+use crate::sdk;
+
+/// Exit code for "the record and AWS disagree".
+pub const DRIFT_EXIT_CODE: u8 = 3;
+
+/// One comparison between the record and AWS.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Check {
+    pub name: &'static str,
+    pub in_sync: bool,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub in_sync: bool,
+    pub instance_id: Option<String>,
+    pub checks: Vec<Check>,
+    /// Facts worth knowing that are not drift, such as a newer Ubuntu image.
+    pub notices: Vec<String>,
+}
+
+pub async fn run(project: &Project, settings_path: &Utf8Path, flags: &Status) -> anyhow::Result<ExitCode> {
+    let prepared = Prepared::load(project, settings_path)?;
+    let record = DeploymentRecord::load(&project.deployment_record())?;
+    let report = match &record {
+        None => Report {
+            in_sync: true,
+            instance_id: None,
+            checks: Vec::new(),
+            notices: vec!["nothing deployed: generated/deployment.yaml does not exist; run `cargo xtask deploy-redis`".to_owned()],
+        },
+        Some(record) => {
+            let connection = sdk::connect(Some(&record.region)).await?;
+            compare(&connection.client, &prepared, record).await?
+        }
+    };
+
+    if flags.json {
+        println!("{}", serde_json::to_string_pretty(&report).context("failed to serialize the status report")?);
+    } else {
+        print_report(&report);
+    }
+    Ok(if report.in_sync { ExitCode::SUCCESS } else { ExitCode::from(DRIFT_EXIT_CODE) })
+}
+
+/// Runs every comparison. A missing instance makes the instance checks fail without aborting.
+pub async fn compare(client: &Client, prepared: &Prepared, record: &DeploymentRecord) -> anyhow::Result<Report> {
+    let mut checks = Vec::new();
+    let mut notices = Vec::new();
+
+    let instance = describe_instance(client, &record.instance_id).await?;
+    let running = match &instance {
+        None => {
+            checks.push(Check { name: "instance", in_sync: false, detail: format!("{} not found in {}", record.instance_id, record.region) });
+            false
+        }
+        Some(instance) => {
+            let running = instance.state == InstanceStateName::Running;
+            let detail = format!("{} is {}", instance.id, instance.state.as_str());
+            checks.push(Check { name: "instance", in_sync: running, detail });
+            let ip = instance.private_ip.as_deref().unwrap_or("none");
+            checks.push(Check {
+                name: "private_ip",
+                in_sync: ip == record.private_ip,
+                detail: format!("AWS has {ip}, the record has {}", record.private_ip),
+            });
+            !matches!(instance.state, InstanceStateName::Terminated | InstanceStateName::ShuttingDown)
+        }
+    };
+
+    if running {
+        let live = codegen::sha256_hex(&instance_user_data(client, &record.instance_id).await?);
+        let generated = &prepared.user_data_sha256;
+        let detail = if &live == generated {
+            "the instance runs generated/user-data.yaml".to_owned()
+        } else {
+            format!(
+                "the instance runs user data {live}, generated/user-data.yaml is {generated}; user data runs only \
+                 at first boot, so apply it with `cargo xtask deploy-redis --replace`"
+            )
+        };
+        checks.push(Check { name: "user_data", in_sync: &live == generated, detail });
+    }
+
+    checks.push(security_group_check(client, prepared, record).await?);
+
+    let image = find_ubuntu_image(client, prepared.settings.ubuntu_release, prepared.settings.architecture()).await;
+    match image {
+        Ok(image) if image.id != record.ami_id => notices.push(format!(
+            "a newer Ubuntu image exists: {} ({}, {}); the instance runs {}. `cargo xtask deploy-redis --replace` \
+             moves to it once the user data changes",
+            image.id, image.name, image.creation_date, record.ami_id
+        )),
+        Ok(_) => {}
+        Err(error) => notices.push(format!("could not look up the newest Ubuntu image: {error:#}")),
+    }
+
+    let in_sync = checks.iter().all(|check| check.in_sync);
+    Ok(Report { in_sync, instance_id: Some(record.instance_id.clone()), checks, notices })
+}
+
+async fn security_group_check(client: &Client, prepared: &Prepared, record: &DeploymentRecord) -> anyhow::Result<Check> {
+    let output = client
+        .describe_security_groups()
+        .filters(filter("group-id", &record.security_group_id))
+        .send()
+        .await
+        .map_err(|error| sdk_error("DescribeSecurityGroups", error))?;
+    let Some(group) = output.security_groups().first() else {
+        return Ok(Check {
+            name: "security_group",
+            in_sync: false,
+            detail: format!("{} not found", record.security_group_id),
+        });
+    };
+    let vpc = find_vpc(client, prepared.settings.vpc_name.as_str()).await?;
+    let app_group = find_app_security_group(client, &vpc, &prepared.settings.app_security_group).await?;
+    let drift = security_group::ingress_drift(group.ip_permissions(), &app_group.id);
+    let detail = if drift.is_clean() {
+        format!("{} allows TCP {} from {} only", record.security_group_id, codegen::REDIS_PORT, app_group.id)
+    } else {
+        format!("{}: {}; `cargo xtask deploy-redis` repairs it", record.security_group_id, drift.describe().join("; "))
+    };
+    Ok(Check { name: "security_group", in_sync: drift.is_clean(), detail })
+}
+
+fn print_report(report: &Report) {
+    let verdict = if report.in_sync { "in sync" } else { "DRIFT" };
+    match &report.instance_id {
+        Some(id) => println!("Redis deployment {id}: {verdict}"),
+        None => println!("Redis deployment: {verdict}"),
+    }
+    for check in &report.checks {
+        let mark = if check.in_sync { "ok   " } else { "DRIFT" };
+        println!("  {mark} {:<15} {}", check.name, check.detail);
+    }
+    for notice in &report.notices {
+        println!("  note  {notice}");
+    }
+}

@@ -1,0 +1,143 @@
+//! Renders every generated file from the settings, the templates and the deployment record.
+
+use anyhow::{Context, bail};
+use camino::Utf8Path;
+use minijinja::{Environment, Value, context};
+use sha2::{Digest, Sha256};
+
+use crate::generated::{self, GeneratedFile};
+use crate::project::Project;
+use crate::record::DeploymentRecord;
+use crate::render;
+use crate::settings::Settings;
+
+/// EC2 rejects user data above 16 KiB before base64 encoding.
+pub const USER_DATA_MAX_BYTES: usize = 16 * 1024;
+
+/// Console line the instance prints once Redis answered PING, followed by ` sha256=<hex>`.
+pub const READY_MARKER: &str = "openemr-redis-ready";
+
+/// Console line the instance prints when provisioning failed, followed by ` sha256=<hex> reason=…`.
+pub const FAILED_MARKER: &str = "openemr-redis-failed";
+
+pub const REDIS_PORT: u16 = 6379;
+
+/// Everything `codegen` needs, loaded once.
+pub struct Inputs<'a> {
+    pub project: &'a Project,
+    pub settings: &'a Settings,
+    /// The settings file as named in headers, relative to the checkout when inside it.
+    pub settings_name: &'a Utf8Path,
+    pub templates: &'a Environment<'static>,
+}
+
+/// Renders the cloud-init user data and checks it fits EC2's limit and parses.
+pub fn render_user_data(inputs: &Inputs<'_>) -> anyhow::Result<GeneratedFile> {
+    let settings = inputs.settings;
+    let context = context! {
+        settings_file => inputs.settings_name.as_str(),
+        instance_name => settings.instance_name.as_str(),
+        redis => context! {
+            port => REDIS_PORT,
+            maxmemory_mib => settings.redis_maxmemory_mib()?,
+            ready_marker => READY_MARKER,
+            failed_marker => FAILED_MARKER,
+        },
+    };
+    let text = render::render(inputs.templates, "user-data.yaml.j2", &context)?;
+
+    if !text.starts_with("#cloud-config\n") {
+        bail!("templates/user-data.yaml.j2 must start with `#cloud-config` on line 1, or cloud-init ignores it");
+    }
+    if text.len() > USER_DATA_MAX_BYTES {
+        bail!(
+            "rendered user data is {} bytes, over EC2's limit of {USER_DATA_MAX_BYTES}: shorten \
+             templates/user-data.yaml.j2 or the templates it includes",
+            text.len()
+        );
+    }
+    render::check_yaml("user data", &text)?;
+    Ok(GeneratedFile::regular(inputs.project.user_data(), text))
+}
+
+/// Renders the Elastic Beanstalk files of `openemr/.ebextensions`. Before the first deploy,
+/// `REDIS_IP` is empty, and the app-server hook refuses to deploy with it.
+pub fn render_ebextensions(inputs: &Inputs<'_>, record: Option<&DeploymentRecord>) -> anyhow::Result<Vec<GeneratedFile>> {
+    let context = context! {
+        settings_file => inputs.settings_name.as_str(),
+        timezone => inputs.settings.timezone.as_str(),
+        file_system_id => inputs.settings.file_system_id.as_str(),
+        redis_ip => record.map_or("", |record| record.private_ip.as_str()),
+        redis_port => REDIS_PORT,
+    };
+    let directory = inputs.project.ebextensions_dir();
+
+    let options = render_yaml(inputs.templates, "00-options.config.j2", &context)?;
+    let hook_config = render_yaml(inputs.templates, "01-redis-sessions.config.j2", &context)?;
+    let hook_script = render::render(inputs.templates, "redis-sessions.sh.j2", &context)?;
+    Ok(vec![
+        GeneratedFile::regular(directory.join("00-options.config"), options),
+        GeneratedFile::regular(directory.join("01-redis-sessions.config"), hook_config),
+        GeneratedFile::executable(directory.join("redis-sessions.sh"), hook_script),
+    ])
+}
+
+fn render_yaml(templates: &Environment<'static>, name: &str, context: &Value) -> anyhow::Result<String> {
+    let text = render::render(templates, name, context)?;
+    render::check_yaml(name.trim_end_matches(".j2"), &text)?;
+    Ok(text)
+}
+
+/// Renders every file that `codegen` owns, with the record as it is on disk.
+pub fn render_all(inputs: &Inputs<'_>) -> anyhow::Result<Vec<GeneratedFile>> {
+    let record = DeploymentRecord::load(&inputs.project.deployment_record())?;
+    let mut files = vec![render_user_data(inputs)?];
+    files.extend(render_ebextensions(inputs, record.as_ref())?);
+    Ok(files)
+}
+
+/// Returns the lowercase hex SHA-256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// The `codegen` command: regenerate, or with `check` only compare.
+pub fn run(project: &Project, settings_path: &Utf8Path, mode: Mode) -> anyhow::Result<()> {
+    let settings = Settings::load(settings_path)?;
+    let templates = render::load_templates(&project.templates_dir())?;
+    let settings_name = settings_path.strip_prefix(project.root()).unwrap_or(settings_path);
+    let inputs = Inputs { project, settings: &settings, settings_name, templates: &templates };
+    let files = render_all(&inputs)?;
+
+    match mode {
+        Mode::Check => generated::check_all(&files, project.output_root(), &regenerate_command(project, settings_path)),
+        Mode::Write => {
+            let written = generated::write_all(&files).context("failed to write generated files")?;
+            for path in &written {
+                eprintln!("updated {}", project.display_path(path));
+            }
+            if written.is_empty() {
+                eprintln!("generated files are up to date");
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Returns the command a user runs to regenerate, with the flags that differ from the defaults.
+pub fn regenerate_command(project: &Project, settings_path: &Utf8Path) -> String {
+    let mut command = String::from("cargo xtask codegen");
+    if settings_path != project.default_settings() {
+        command.push_str(&format!(" --settings {settings_path}"));
+    }
+    if project.has_separate_output_root() {
+        command.push_str(&format!(" --output-dir {}", project.output_root()));
+    }
+    command
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Write,
+    Check,
+}

@@ -1,0 +1,99 @@
+//! The command line of `cargo xtask`, shared by the offline binary and the AWS one so that both
+//! accept exactly the same arguments.
+
+use camino::Utf8PathBuf;
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", about = "Deploy and check the Redis session store of OpenEMR on AWS")]
+pub struct Flags {
+    #[command(subcommand)]
+    pub command: Command,
+    #[command(flatten)]
+    pub common: CommonFlags,
+}
+
+#[derive(Debug, Args)]
+pub struct CommonFlags {
+    /// Settings file to read instead of `deploy.yaml` at the root of the checkout.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub settings: Option<Utf8PathBuf>,
+    /// Directory that receives `generated/` and `openemr/.ebextensions/` instead of the checkout.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub output_dir: Option<Utf8PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Regenerate the user data and the Elastic Beanstalk files from the settings and templates.
+    Codegen(Codegen),
+    /// Launch (or reuse) the Redis instance, then write its record and the options file.
+    DeployRedis(DeployRedis),
+    /// Compare the deployment record with what AWS has.
+    Status(Status),
+    /// Terminate the recorded instance and remove its security group.
+    DestroyRedis(DestroyRedis),
+    /// Deploy into a local EC2 emulator (moto), writing outputs under `target/sandbox`.
+    Sandbox(Sandbox),
+    /// Install what the tests need, then run every test and the generated-file check.
+    Test(Test),
+}
+
+impl Command {
+    /// Tells whether the command talks to AWS, so that the offline binary hands it over.
+    pub fn needs_aws(&self) -> bool {
+        matches!(self, Command::DeployRedis(_) | Command::Status(_) | Command::DestroyRedis(_) | Command::Sandbox(_))
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct Codegen {
+    /// Write nothing; fail with a diff when a generated file is stale.
+    #[arg(long)]
+    pub check: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DeployRedis {
+    /// Look up what exists and print the plan and the diffs, without changing AWS or any file.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Replace a running instance whose user data differs from the rendered one.
+    #[arg(long)]
+    pub replace: bool,
+    /// Launch with a fresh client token, when EC2 refuses the derived one because the instance it
+    /// launched was terminated.
+    #[arg(long)]
+    pub new_launch: bool,
+    /// Maximum seconds to wait for the instance to become ready.
+    #[arg(long, value_name = "SECONDS", default_value_t = 900)]
+    pub timeout: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct Status {
+    /// Print one JSON document instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DestroyRedis {
+    /// Lift the instance's termination protection before terminating it.
+    #[arg(long)]
+    pub disable_termination_protection: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct Sandbox {
+    /// Leave the emulator running after the deploy and print its endpoint.
+    #[arg(long)]
+    pub keep_running: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct Test {
+    /// Extra arguments for `cargo test`, such as a test name filter.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub cargo_test_args: Vec<String>,
+}

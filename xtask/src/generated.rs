@@ -1,0 +1,185 @@
+//! Generated files: compared with what is on disk, written atomically, checked in CI.
+
+use std::io::Write;
+
+use anyhow::{Context, bail};
+use camino::{Utf8Path, Utf8PathBuf};
+use similar::TextDiff;
+
+/// One file that a command produces, with its full contents.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GeneratedFile {
+    pub path: Utf8PathBuf,
+    pub contents: String,
+    pub permissions: Permissions,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Permissions {
+    Regular,
+    Executable,
+}
+
+impl GeneratedFile {
+    pub fn regular(path: Utf8PathBuf, contents: String) -> GeneratedFile {
+        GeneratedFile { path, contents: normalize_line_endings(contents), permissions: Permissions::Regular }
+    }
+
+    pub fn executable(path: Utf8PathBuf, contents: String) -> GeneratedFile {
+        GeneratedFile { path, contents: normalize_line_endings(contents), permissions: Permissions::Executable }
+    }
+
+    /// Returns the unified diff from the file on disk to these contents, or `None` when equal.
+    /// A missing file diffs as empty.
+    pub fn diff_against_disk(&self, shown_path: &Utf8Path) -> anyhow::Result<Option<String>> {
+        let current = read_if_exists(&self.path)?.unwrap_or_default();
+        if current == self.contents {
+            return Ok(None);
+        }
+        let diff = TextDiff::from_lines(&current, &self.contents)
+            .unified_diff()
+            .context_radius(3)
+            .header(&format!("a/{shown_path}"), &format!("b/{shown_path}"))
+            .to_string();
+        Ok(Some(diff))
+    }
+}
+
+/// Changes CRLF to LF, so a template saved on Windows renders the same bytes everywhere.
+fn normalize_line_endings(contents: String) -> String {
+    if contents.contains('\r') { contents.replace("\r\n", "\n") } else { contents }
+}
+
+fn read_if_exists(path: &Utf8Path) -> anyhow::Result<Option<String>> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(Some(text)),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(error) => Err(error).with_context(|| format!("failed to read {path}")),
+    }
+}
+
+/// Writes every file that differs from disk and returns the paths written. All contents are
+/// first written to temporary files beside their targets, and only when that worked for all of
+/// them are they renamed into place, so a failure leaves every target as it was.
+pub fn write_all(files: &[GeneratedFile]) -> anyhow::Result<Vec<Utf8PathBuf>> {
+    let mut staged = Vec::new();
+    for file in files {
+        if read_if_exists(&file.path)?.as_deref() == Some(file.contents.as_str()) {
+            continue;
+        }
+        staged.push((file, stage(file)?));
+    }
+
+    let mut written = Vec::new();
+    for (file, temporary) in staged {
+        temporary
+            .persist(&file.path)
+            .with_context(|| format!("failed to replace {}", file.path))?;
+        written.push(file.path.clone());
+    }
+    Ok(written)
+}
+
+fn stage(file: &GeneratedFile) -> anyhow::Result<tempfile::NamedTempFile> {
+    let directory = file.path.parent().unwrap_or(Utf8Path::new("."));
+    std::fs::create_dir_all(directory).with_context(|| format!("failed to create directory {directory}"))?;
+    let mut temporary = tempfile::Builder::new()
+        .prefix(".generated-")
+        .tempfile_in(directory)
+        .with_context(|| format!("failed to create a temporary file in {directory}"))?;
+    temporary
+        .write_all(file.contents.as_bytes())
+        .and_then(|()| temporary.as_file().sync_all())
+        .with_context(|| format!("failed to write a temporary file for {}", file.path))?;
+    set_permissions(temporary.as_file(), file.permissions)
+        .with_context(|| format!("failed to set permissions for {}", file.path))?;
+    Ok(temporary)
+}
+
+#[cfg(unix)]
+fn set_permissions(file: &std::fs::File, permissions: Permissions) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = match permissions {
+        Permissions::Regular => 0o644,
+        Permissions::Executable => 0o755,
+    };
+    file.set_permissions(std::fs::Permissions::from_mode(mode))
+}
+
+#[cfg(not(unix))]
+fn set_permissions(_file: &std::fs::File, _permissions: Permissions) -> std::io::Result<()> {
+    Ok(())
+}
+
+/// Fails with the diff of every stale file and the command that regenerates them.
+pub fn check_all(files: &[GeneratedFile], display_root: &Utf8Path, regenerate_command: &str) -> anyhow::Result<()> {
+    let mut stale = Vec::new();
+    for file in files {
+        let shown = file.path.strip_prefix(display_root).unwrap_or(&file.path);
+        if let Some(diff) = file.diff_against_disk(shown)? {
+            eprint!("{diff}");
+            stale.push(shown.to_string());
+        }
+    }
+    if !stale.is_empty() {
+        bail!("generated files are stale: {}; run `{regenerate_command}` and commit the result", stale.join(", "));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temporary_directory() -> (tempfile::TempDir, Utf8PathBuf) {
+        let directory = tempfile::tempdir().unwrap();
+        let path = Utf8PathBuf::from_path_buf(directory.path().to_owned()).unwrap();
+        (directory, path)
+    }
+
+    #[test]
+    fn write_all_creates_and_skips_equal_files() {
+        let (_guard, root) = temporary_directory();
+        let file = GeneratedFile::regular(root.join("a/b.txt"), "one\r\ntwo\n".into());
+
+        assert_eq!(write_all(std::slice::from_ref(&file)).unwrap(), vec![root.join("a/b.txt")]);
+        assert_eq!(std::fs::read_to_string(root.join("a/b.txt")).unwrap(), "one\ntwo\n");
+        assert!(write_all(&[file]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn failed_write_leaves_other_files_alone() {
+        let (_guard, root) = temporary_directory();
+        std::fs::write(root.join("kept.txt"), "old\n").unwrap();
+        std::fs::write(root.join("blocker"), "a file, not a directory\n").unwrap();
+        let files = [
+            GeneratedFile::regular(root.join("kept.txt"), "new\n".into()),
+            GeneratedFile::regular(root.join("blocker/inner.txt"), "x\n".into()),
+        ];
+
+        assert!(write_all(&files).is_err());
+        assert_eq!(std::fs::read_to_string(root.join("kept.txt")).unwrap(), "old\n");
+    }
+
+    #[test]
+    fn check_all_names_stale_file_and_command() {
+        let (_guard, root) = temporary_directory();
+        std::fs::write(root.join("out.txt"), "edited by hand\n").unwrap();
+        let files = [GeneratedFile::regular(root.join("out.txt"), "generated\n".into())];
+
+        let message = check_all(&files, &root, "cargo xtask codegen").unwrap_err().to_string();
+        assert!(message.contains("out.txt"), "{message}");
+        assert!(message.contains("run `cargo xtask codegen`"), "{message}");
+    }
+
+    #[test]
+    fn diff_is_unified_with_paths() {
+        let (_guard, root) = temporary_directory();
+        std::fs::write(root.join("out.txt"), "a\nb\n").unwrap();
+        let file = GeneratedFile::regular(root.join("out.txt"), "a\nc\n".into());
+
+        let diff = file.diff_against_disk(Utf8Path::new("out.txt")).unwrap().unwrap();
+        assert!(diff.starts_with("--- a/out.txt\n+++ b/out.txt\n"), "{diff}");
+        assert!(diff.contains("-b\n+c\n"), "{diff}");
+    }
+}

@@ -1,0 +1,102 @@
+//! The deployment record, `generated/deployment.yaml`: what `deploy-redis` launched, as AWS
+//! reported it. It is the one input of `codegen` that comes from AWS instead of the checkout.
+
+use anyhow::Context;
+use camino::Utf8Path;
+use serde::{Deserialize, Serialize};
+
+use crate::generated::GeneratedFile;
+
+const HEADER: &str = "\
+# Written by `cargo xtask deploy-redis` from what AWS reported; do not edit.
+# `cargo xtask codegen` reads it to fill REDIS_IP in openemr/.ebextensions/00-options.config.
+";
+
+/// The instance that serves sessions and where it lives.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeploymentRecord {
+    pub region: String,
+    pub instance_id: String,
+    pub ami_id: String,
+    pub instance_type: String,
+    pub vpc_id: String,
+    pub subnet_id: String,
+    pub security_group_id: String,
+    pub private_ip: String,
+    /// SHA-256 of the user data exactly as sent to EC2, in lowercase hex.
+    pub user_data_sha256: String,
+}
+
+impl DeploymentRecord {
+    /// Reads the record, or returns `None` when nothing has been deployed yet.
+    pub fn load(path: &Utf8Path) -> anyhow::Result<Option<DeploymentRecord>> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(error) => return Err(error).with_context(|| format!("failed to read deployment record {path}")),
+        };
+        let record = serde_yaml::from_str(&text).map_err(|error| {
+            let at = error.location().map(|l| format!(":{}:{}", l.line(), l.column())).unwrap_or_default();
+            anyhow::anyhow!(
+                "{path}{at}: invalid deployment record: {error}; restore it with `git checkout -- {path}` \
+                 or run `cargo xtask deploy-redis` to write it again"
+            )
+        })?;
+        Ok(Some(record))
+    }
+
+    /// Renders the record as the file that `deploy-redis` writes.
+    pub fn to_file(&self, path: &Utf8Path) -> GeneratedFile {
+        let body = serde_yaml::to_string(self).expect("a record of strings always serializes");
+        GeneratedFile::regular(path.to_owned(), format!("{HEADER}{body}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> DeploymentRecord {
+        DeploymentRecord {
+            region: "us-east-1".into(),
+            instance_id: "i-0123456789abcdef0".into(),
+            ami_id: "ami-0123456789abcdef0".into(),
+            instance_type: "t3.micro".into(),
+            vpc_id: "vpc-0123456789abcdef0".into(),
+            subnet_id: "subnet-0123456789abcdef0".into(),
+            security_group_id: "sg-0123456789abcdef0".into(),
+            private_ip: "10.0.1.23".into(),
+            user_data_sha256: "0".repeat(64),
+        }
+    }
+
+    #[test]
+    fn record_round_trips_through_its_file() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = Utf8Path::from_path(directory.path()).unwrap().join("deployment.yaml");
+        let file = sample().to_file(&path);
+        std::fs::write(&path, &file.contents).unwrap();
+
+        assert!(file.contents.starts_with("# Written by `cargo xtask deploy-redis`"));
+        assert_eq!(DeploymentRecord::load(&path).unwrap(), Some(sample()));
+    }
+
+    #[test]
+    fn missing_record_means_not_deployed() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = Utf8Path::from_path(directory.path()).unwrap().join("deployment.yaml");
+        assert_eq!(DeploymentRecord::load(&path).unwrap(), None);
+    }
+
+    #[test]
+    fn unknown_key_in_record_is_an_error() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = Utf8Path::from_path(directory.path()).unwrap().join("deployment.yaml");
+        let text = sample().to_file(&path).contents + "extra: 1\n";
+        std::fs::write(&path, text).unwrap();
+
+        let message = DeploymentRecord::load(&path).unwrap_err().to_string();
+        assert!(message.contains("unknown field `extra`"), "{message}");
+    }
+}
