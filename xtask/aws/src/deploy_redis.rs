@@ -118,12 +118,29 @@ pub async fn plan_instance(client: &Client, found: &Found, user_data_sha256: &st
 pub async fn run(project: &Project, settings_path: &Utf8Path, flags: &DeployRedis) -> anyhow::Result<()> {
     let prepared = Prepared::load(project, settings_path)?;
     let connection = sdk::connect(prepared.settings.region.as_ref().map(|region| region.as_str())).await?;
-    let client = &connection.client;
+    let outcome = deploy(&connection.client, &connection.region, project, &prepared, flags).await?;
+    if let Outcome::Ready(record) = outcome {
+        println!("Redis is ready on instance {} at {}:{}", record.instance_id, record.private_ip, codegen::REDIS_PORT);
+    }
+    Ok(())
+}
 
+/// What a deploy ended with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// A dry run printed its plan.
+    Planned,
+    /// The instance is ready and the record says so.
+    Ready(DeploymentRecord),
+}
+
+/// Deploys with a ready client: the whole command after configuration, for tests to drive.
+pub async fn deploy(client: &Client, region: &str, project: &Project, prepared: &Prepared, flags: &DeployRedis) -> anyhow::Result<Outcome> {
     let found = look_up(client, &prepared.settings).await?;
     let plan = plan_instance(client, &found, &prepared.user_data_sha256, flags.replace).await?;
     if flags.dry_run {
-        return print_dry_run(project, &prepared, &connection.region, &found, &plan);
+        print_dry_run(project, prepared, region, &found, &plan)?;
+        return Ok(Outcome::Planned);
     }
 
     let redis_group_id = ensure_redis_group(client, &prepared.settings, &found).await?;
@@ -133,34 +150,33 @@ pub async fn run(project: &Project, settings_path: &Utf8Path, flags: &DeployRedi
             existing.id.clone()
         }
         InstancePlan::Launch | InstancePlan::Replace(_) => {
-            launch(client, &prepared, &found, &redis_group_id, flags.new_launch).await?
+            launch(client, prepared, &found, &redis_group_id, flags.new_launch).await?
         }
     };
 
-    let ready = wait_interruptibly(client, &prepared, &instance_id, Duration::from_secs(flags.timeout)).await?;
+    let ready = wait_interruptibly(client, prepared, &instance_id, Duration::from_secs(flags.timeout)).await?;
     let private_ip = ready
         .private_ip
         .clone()
         .with_context(|| format!("DescribeInstances returned no private IP for running instance {instance_id}"))?;
 
     let record = DeploymentRecord {
-        region: connection.region.clone(),
+        region: region.to_owned(),
         instance_id: instance_id.clone(),
         ami_id: ready.image_id.clone(),
         instance_type: ready.instance_type.clone(),
         vpc_id: found.vpc.id.clone(),
         subnet_id: ready.subnet_id.clone(),
         security_group_id: redis_group_id,
-        private_ip: private_ip.clone(),
+        private_ip,
         user_data_sha256: prepared.user_data_sha256.clone(),
     };
-    write_outputs(project, &prepared, &record)?;
+    write_outputs(project, prepared, &record)?;
 
     if let InstancePlan::Replace(old) = &plan {
         retire_instance(client, &old.id).await?;
     }
-    println!("Redis is ready on instance {instance_id} at {private_ip}:{}", codegen::REDIS_PORT);
-    Ok(())
+    Ok(Outcome::Ready(record))
 }
 
 async fn ensure_redis_group(client: &Client, settings: &Settings, found: &Found) -> anyhow::Result<String> {
