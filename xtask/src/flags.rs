@@ -21,6 +21,9 @@ pub struct CommonFlags {
     /// Directory that receives `generated/` and `openemr/.ebextensions/` instead of the checkout.
     #[arg(long, global = true, value_name = "DIR")]
     pub output_dir: Option<Utf8PathBuf>,
+    /// Directory of minijinja templates to render instead of `templates/`.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub templates: Option<Utf8PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

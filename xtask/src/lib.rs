@@ -17,15 +17,18 @@ use camino::Utf8PathBuf;
 use crate::flags::CommonFlags;
 use crate::project::Project;
 
-/// Resolves `--output-dir` and `--settings` against the checkout.
+/// Resolves `--output-dir`, `--templates` and `--settings` against the current directory.
 pub fn resolve_paths(project: &Project, common: &CommonFlags) -> anyhow::Result<(Project, Utf8PathBuf)> {
     let current_dir = std::env::current_dir()?;
     let current_dir = Utf8PathBuf::from_path_buf(current_dir)
         .map_err(|path| anyhow::anyhow!("current directory {} is not valid UTF-8", path.display()))?;
-    let project = match &common.output_dir {
-        Some(directory) => project.with_output_root(current_dir.join(directory)),
-        None => project.clone(),
-    };
+    let mut project = project.clone();
+    if let Some(directory) = &common.output_dir {
+        project = project.with_output_root(current_dir.join(directory));
+    }
+    if let Some(directory) = &common.templates {
+        project = project.with_templates_dir(current_dir.join(directory));
+    }
     let settings = match &common.settings {
         Some(path) => current_dir.join(path),
         None => project.default_settings(),

@@ -8,6 +8,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 pub struct Project {
     root: Utf8PathBuf,
     output_root: Utf8PathBuf,
+    templates_dir: Utf8PathBuf,
 }
 
 impl Project {
@@ -15,12 +16,17 @@ impl Project {
     pub fn from_manifest_dir() -> Project {
         let manifest_dir = Utf8Path::new(env!("CARGO_MANIFEST_DIR"));
         let root = manifest_dir.parent().expect("xtask/ sits inside the checkout").to_owned();
-        Project { output_root: root.clone(), root }
+        Project { output_root: root.clone(), templates_dir: root.join("templates"), root }
     }
 
     /// Returns a copy that writes generated files under `output_root` instead of the checkout.
     pub fn with_output_root(&self, output_root: Utf8PathBuf) -> Project {
-        Project { root: self.root.clone(), output_root }
+        Project { output_root, ..self.clone() }
+    }
+
+    /// Returns a copy that renders the templates of `templates_dir`.
+    pub fn with_templates_dir(&self, templates_dir: Utf8PathBuf) -> Project {
+        Project { templates_dir, ..self.clone() }
     }
 
     pub fn root(&self) -> &Utf8Path {
@@ -35,8 +41,8 @@ impl Project {
         self.root.join("deploy.yaml")
     }
 
-    pub fn templates_dir(&self) -> Utf8PathBuf {
-        self.root.join("templates")
+    pub fn templates_dir(&self) -> &Utf8Path {
+        &self.templates_dir
     }
 
     pub fn user_data(&self) -> Utf8PathBuf {

@@ -1,0 +1,172 @@
+//! `deploy-redis` end to end against the moto EC2 emulator on loopback, through the real binary.
+
+#[path = "support/emulator.rs"]
+mod emulator;
+
+use aws_sdk_ec2::types::{Filter, HttpTokensState, InstanceAttributeName, VolumeType};
+use base64::Engine;
+use emulator::{Emulator, describe, snapshot};
+
+fn filter(name: &str, value: &str) -> Filter {
+    Filter::builder().name(name).values(value).build()
+}
+
+async fn live_instances(emulator: &Emulator) -> Vec<aws_sdk_ec2::types::Instance> {
+    let output = emulator
+        .client
+        .describe_instances()
+        .filters(filter("tag:Name", "openemr-redis"))
+        .send()
+        .await
+        .unwrap();
+    output
+        .reservations()
+        .iter()
+        .flat_map(|reservation| reservation.instances())
+        .filter(|instance| instance.state().and_then(|state| state.name()).map(|name| name.as_str()) != Some("terminated"))
+        .cloned()
+        .collect()
+}
+
+fn private_subnet_id(emulator: &Emulator) -> &str {
+    let (_, id) = emulator.network.subnet_ids.iter().find(|(name, _)| name == "Private").unwrap();
+    id
+}
+
+#[tokio::test]
+async fn deploy_launches_one_configured_instance() {
+    let emulator = Emulator::start().await;
+
+    let output = emulator.run(&["deploy-redis"]);
+    assert!(output.status.success(), "{}", describe(&output));
+
+    let instances = live_instances(&emulator).await;
+    assert_eq!(instances.len(), 1, "instances: {instances:#?}");
+    let instance = &instances[0];
+    let instance_id = instance.instance_id().unwrap();
+    assert_eq!(instance.subnet_id(), Some(private_subnet_id(&emulator)));
+    assert_eq!(instance.image_id(), Some("ami-0a1b2c3d4e5f60002"), "the newest Canonical image");
+    assert_eq!(instance.instance_type().map(|kind| kind.as_str()), Some("t3.micro"));
+
+    let metadata = instance.metadata_options().expect("metadata options");
+    assert_eq!(metadata.http_tokens(), Some(&HttpTokensState::Required), "IMDSv2 required");
+
+    let user_data = emulator
+        .client
+        .describe_instance_attribute()
+        .instance_id(instance_id)
+        .attribute(InstanceAttributeName::UserData)
+        .send()
+        .await
+        .unwrap();
+    let encoded = user_data.user_data().and_then(|value| value.value()).expect("user data");
+    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded).expect("base64 once");
+    let generated = emulator.read_output("generated/user-data.yaml");
+    assert_eq!(String::from_utf8(decoded).unwrap(), generated, "user data decodes once to the generated file");
+
+    // NOTE: moto 5.2.1 drops DisableApiTermination from RunInstances, so termination protection
+    // is checked on the request itself in launch_request.rs.
+
+    let volumes = emulator
+        .client
+        .describe_volumes()
+        .filters(filter("attachment.instance-id", instance_id))
+        .send()
+        .await
+        .unwrap();
+    let root_volume = volumes.volumes().first().expect("root volume");
+    assert_eq!(root_volume.size(), Some(8), "root volume size");
+    assert_eq!(root_volume.volume_type(), Some(&VolumeType::Gp3), "root volume type");
+    assert_eq!(root_volume.encrypted(), Some(true), "root volume encrypted");
+
+    let group_ids: Vec<&str> = instance.security_groups().iter().filter_map(|group| group.group_id()).collect();
+    assert_eq!(group_ids.len(), 1, "one security group: {group_ids:?}");
+    assert_ne!(group_ids[0], emulator.network.decoy_group_id, "decoy group used");
+    assert_ne!(group_ids[0], emulator.network.app_group_id, "app group used directly");
+    let groups = emulator.client.describe_security_groups().group_ids(group_ids[0]).send().await.unwrap();
+    let redis_group = &groups.security_groups()[0];
+    assert_eq!(redis_group.vpc_id(), Some(emulator.network.vpc_id.as_str()));
+    assert_ne!(redis_group.group_name(), Some("default"), "not the VPC's default group");
+    let ingress = redis_group.ip_permissions();
+    assert_eq!(ingress.len(), 1, "one ingress rule: {ingress:#?}");
+    assert_eq!(ingress[0].ip_protocol(), Some("tcp"));
+    assert_eq!((ingress[0].from_port(), ingress[0].to_port()), (Some(6379), Some(6379)));
+    let sources: Vec<&str> = ingress[0].user_id_group_pairs().iter().filter_map(|pair| pair.group_id()).collect();
+    assert_eq!(sources, [emulator.network.app_group_id.as_str()], "only the app group may connect");
+    assert!(ingress[0].ip_ranges().is_empty(), "no CIDR source: {:?}", ingress[0].ip_ranges());
+
+    let options: serde_yaml::Value = serde_yaml::from_str(&emulator.read_output("openemr/.ebextensions/00-options.config")).unwrap();
+    let environment = &options["option_settings"]["aws:elasticbeanstalk:application:environment"];
+    assert_eq!(environment["TIMEZONE"], serde_yaml::Value::from("America/New_York"));
+    assert_eq!(environment["FILE_SYSTEM_ID"], serde_yaml::Value::from("fs-0123abcd"));
+    let private_ip = instance.private_ip_address().expect("private IP");
+    assert_eq!(environment["REDIS_IP"], serde_yaml::Value::from(private_ip), "REDIS_IP is the instance's private IP");
+
+    let record = emulator.read_output("generated/deployment.yaml");
+    assert!(record.contains(&format!("instance_id: {instance_id}")), "{record}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains(instance_id) && stdout.contains(private_ip), "summary names instance and IP: {stdout}");
+}
+
+#[tokio::test]
+async fn second_deploy_changes_nothing() {
+    let emulator = Emulator::start().await;
+    let first = emulator.run(&["deploy-redis"]);
+    assert!(first.status.success(), "{}", describe(&first));
+    let before = snapshot(&emulator.output_dir);
+    let instances_before = live_instances(&emulator).await;
+
+    let second = emulator.run(&["deploy-redis"]);
+    assert!(second.status.success(), "{}", describe(&second));
+
+    let instances_after = live_instances(&emulator).await;
+    assert_eq!(instances_after.len(), 1, "no second instance: {instances_after:#?}");
+    assert_eq!(instances_after[0].instance_id(), instances_before[0].instance_id());
+    assert_eq!(snapshot(&emulator.output_dir), before, "no file changed");
+    assert!(String::from_utf8_lossy(&second.stderr).contains("reusing instance"), "{}", describe(&second));
+}
+
+#[tokio::test]
+async fn codegen_check_catches_hand_edits_after_deploy() {
+    let emulator = Emulator::start().await;
+    let deploy = emulator.run(&["deploy-redis"]);
+    assert!(deploy.status.success(), "{}", describe(&deploy));
+
+    let check = emulator.run(&["codegen", "--check"]);
+    assert!(check.status.success(), "fresh after deploy: {}", describe(&check));
+
+    let options = emulator.output_file("openemr/.ebextensions/00-options.config");
+    let edited = std::fs::read_to_string(&options).unwrap().replace("America/New_York", "Europe/Paris");
+    std::fs::write(&options, edited).unwrap();
+    let check = emulator.run(&["codegen", "--check"]);
+    let stderr = String::from_utf8_lossy(&check.stderr);
+    assert!(!check.status.success(), "stale file must fail: {}", describe(&check));
+    assert!(stderr.contains("00-options.config"), "names the file: {stderr}");
+    assert!(stderr.contains("cargo xtask codegen"), "names the command: {stderr}");
+    assert!(stderr.contains("-    TIMEZONE: \"Europe/Paris\""), "shows the diff: {stderr}");
+}
+
+#[tokio::test]
+async fn dry_run_changes_nothing() {
+    let emulator = Emulator::start().await;
+    let before = snapshot(&emulator.output_dir);
+
+    let output = emulator.run(&["deploy-redis", "--dry-run"]);
+    assert!(output.status.success(), "{}", describe(&output));
+
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("would be launched"), "{stdout}");
+    assert!(stdout.contains("would be created"), "{stdout}");
+    assert!(stdout.contains("#cloud-config"), "prints the user data: {stdout}");
+    assert!(stdout.contains("+    REDIS_IP: \"<assigned at launch>\""), "diff of the options file: {stdout}");
+    assert!(live_instances(&emulator).await.is_empty(), "no instance launched");
+    let groups = emulator
+        .client
+        .describe_security_groups()
+        .filters(filter("group-name", "openemr-redis"))
+        .send()
+        .await
+        .unwrap();
+    assert!(groups.security_groups().is_empty(), "no group created");
+    assert_eq!(snapshot(&emulator.output_dir), before, "no file written");
+}

@@ -1,0 +1,117 @@
+//! Rendered files compared byte for byte with golden copies under tests/golden/. After an
+//! intended template change, run `UPDATE_GOLDEN=1 cargo test -p xtask --test golden` and review
+//! the diff of tests/golden/.
+
+use camino::{Utf8Path, Utf8PathBuf};
+use xtask::codegen::{self, Inputs, Mode};
+use xtask::generated::GeneratedFile;
+use xtask::project::Project;
+use xtask::record::DeploymentRecord;
+use xtask::render;
+use xtask::settings::Settings;
+
+fn golden_dir() -> Utf8PathBuf {
+    Project::from_manifest_dir().root().join("tests/golden")
+}
+
+/// Compares `actual` with the golden file `name`, or rewrites it when UPDATE_GOLDEN=1.
+fn check_golden(name: &str, actual: &str) {
+    let path = golden_dir().join(name);
+    if std::env::var("UPDATE_GOLDEN").as_deref() == Ok("1") {
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path)
+        .unwrap_or_else(|error| panic!("{path}: {error}; create it with UPDATE_GOLDEN=1"));
+    if expected != actual {
+        let diff = similar_diff(&expected, actual, name);
+        panic!("{name} differs from its golden copy; if intended, rerun with UPDATE_GOLDEN=1\n{diff}");
+    }
+}
+
+fn similar_diff(expected: &str, actual: &str, name: &str) -> String {
+    let file = GeneratedFile::regular(Utf8PathBuf::from("unused"), actual.to_owned());
+    let directory = tempfile::tempdir().unwrap();
+    let path = Utf8Path::from_path(directory.path()).unwrap().join(name);
+    std::fs::write(&path, expected).unwrap();
+    GeneratedFile { path, ..file }.diff_against_disk(Utf8Path::new(name)).unwrap().unwrap_or_default()
+}
+
+/// Renders every file from the golden settings into a temporary output root.
+fn render_golden(record: Option<&DeploymentRecord>) -> Vec<(String, String)> {
+    let project = Project::from_manifest_dir().with_output_root(Utf8PathBuf::from("/golden-output"));
+    let settings_path = golden_dir().join("deploy.yaml");
+    let settings = Settings::load(&settings_path).unwrap();
+    let templates = render::load_templates(project.templates_dir()).unwrap();
+    let settings_name = Utf8Path::new("tests/golden/deploy.yaml");
+    let inputs = Inputs { project: &project, settings: &settings, settings_name, templates: &templates };
+
+    let mut files = vec![codegen::render_user_data(&inputs).unwrap()];
+    files.extend(codegen::render_ebextensions(&inputs, record).unwrap());
+    files
+        .into_iter()
+        .map(|file| (file.path.file_name().unwrap().to_owned(), file.contents))
+        .collect()
+}
+
+fn golden_record() -> DeploymentRecord {
+    let text = std::fs::read_to_string(golden_dir().join("deployment.yaml")).unwrap();
+    serde_yaml::from_str(&text).unwrap()
+}
+
+#[test]
+fn user_data_matches_golden() {
+    let files = render_golden(None);
+    let (_, user_data) = files.iter().find(|(name, _)| name == "user-data.yaml").unwrap();
+    check_golden("expected/user-data.yaml", user_data);
+}
+
+#[test]
+fn files_before_first_deploy_match_golden() {
+    let files = render_golden(None);
+    let (_, options) = files.iter().find(|(name, _)| name == "00-options.config").unwrap();
+    check_golden("expected/00-options.config.before-deploy", options);
+}
+
+#[test]
+fn files_after_deploy_match_golden() {
+    let record = golden_record();
+    for (name, contents) in render_golden(Some(&record)) {
+        if name != "user-data.yaml" {
+            check_golden(&format!("expected/{name}"), &contents);
+        }
+    }
+}
+
+#[test]
+fn options_file_holds_three_strings() {
+    let record = golden_record();
+    let files = render_golden(Some(&record));
+    let (_, options) = files.iter().find(|(name, _)| name == "00-options.config").unwrap();
+    let parsed: serde_yaml::Value = serde_yaml::from_str(options).unwrap();
+    let environment = parsed["option_settings"]["aws:elasticbeanstalk:application:environment"].as_mapping().unwrap();
+
+    assert_eq!(environment.len(), 3, "{options}");
+    assert_eq!(environment["TIMEZONE"].as_str(), Some("Europe/Berlin"));
+    assert_eq!(environment["REDIS_IP"].as_str(), Some("10.20.1.37"));
+    assert_eq!(environment["FILE_SYSTEM_ID"].as_str(), Some("fs-0123456789abcdef0"));
+}
+
+#[test]
+fn user_data_uses_settings_memory() {
+    let files = render_golden(None);
+    let (_, user_data) = files.iter().find(|(name, _)| name == "user-data.yaml").unwrap();
+    assert!(user_data.starts_with("#cloud-config\n"), "{user_data}");
+    assert!(user_data.contains("      maxmemory 700mb\n"), "{user_data}");
+}
+
+/// The same comparison as `cargo xtask codegen --check`, so plain `cargo test` catches a stale
+/// checked-in file.
+#[test]
+fn checked_in_files_are_fresh() {
+    let project = Project::from_manifest_dir();
+    let settings_path = project.default_settings();
+    if let Err(error) = codegen::run(&project, &settings_path, Mode::Check) {
+        panic!("{error:#}");
+    }
+}
