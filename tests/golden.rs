@@ -4,7 +4,6 @@
 
 use camino::{Utf8Path, Utf8PathBuf};
 use xtask::codegen::{self, Inputs, Mode};
-use xtask::generated::GeneratedFile;
 use xtask::project::Project;
 use xtask::record::DeploymentRecord;
 use xtask::render;
@@ -30,11 +29,10 @@ fn check_golden(name: &str, actual: &str) {
 }
 
 fn similar_diff(expected: &str, actual: &str, name: &str) -> String {
-    let file = GeneratedFile::regular(Utf8PathBuf::from("unused"), actual.to_owned());
-    let directory = tempfile::tempdir().unwrap();
-    let path = Utf8Path::from_path(directory.path()).unwrap().join(name);
-    std::fs::write(&path, expected).unwrap();
-    GeneratedFile { path, ..file }.diff_against_disk(Utf8Path::new(name)).unwrap().unwrap_or_default()
+    similar::TextDiff::from_lines(expected, actual)
+        .unified_diff()
+        .header(&format!("golden/{name}"), &format!("rendered/{name}"))
+        .to_string()
 }
 
 /// Renders every file from the golden settings into a temporary output root.
@@ -102,7 +100,7 @@ fn user_data_uses_settings_memory() {
     let files = render_golden(None);
     let (_, user_data) = files.iter().find(|(name, _)| name == "user-data.yaml").unwrap();
     assert!(user_data.starts_with("#cloud-config\n"), "{user_data}");
-    assert!(user_data.contains("      maxmemory 700mb\n"), "{user_data}");
+    assert!(user_data.contains("      maxmemory \"700mb\"\n"), "{user_data}");
 }
 
 /// The same comparison as `cargo xtask codegen --check`, so plain `cargo test` catches a stale

@@ -17,11 +17,8 @@ use xtask::project::Project;
 /// Runs `cloud-init schema --config-file PATH` and checks that it calls the file valid.
 fn assert_cloud_init_accepts(path: &std::path::Path) {
     require_program("cloud-init", &["cloud-init", "--version"]);
-    let output = Command::new("cloud-init")
-        .args(["schema", "--config-file"])
-        .arg(path)
-        .output()
-        .expect("run cloud-init");
+    let output =
+        Command::new("cloud-init").args(["schema", "--config-file"]).arg(path).output().expect("run cloud-init");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "cloud-init rejected {}: {}", path.display(), describe(&output));
     // Debian's cloud-init 22.4 prints `Valid cloud-config: PATH`; releases from 23.4 on word it

@@ -15,7 +15,10 @@ log() {
     printf 'redis-sessions: %s\n' "$1" >&2
 }
 
-redis_ip=$("$get_config" environment -k REDIS_IP 2>/dev/null) || redis_ip=""
+if ! redis_ip=$("$get_config" environment -k REDIS_IP); then
+    log "could not read REDIS_IP: \`$get_config environment -k REDIS_IP\` failed with the error above"
+    exit 1
+fi
 if [[ -z "$redis_ip" ]]; then
     log "REDIS_IP is empty in the Beanstalk environment: run \`cargo xtask deploy-redis\`, commit openemr/.ebextensions/00-options.config and deploy again"
     exit 1

@@ -1,9 +1,12 @@
 //! Shared by the tests that run `xtask-aws` against the moto EC2 emulator: start moto on
-//! loopback, seed it with the guide's network, and run the real binary pointed at it.
+//! loopback, seed it with the guide's network, and run the real binary pointed at it. Each test
+//! binary uses a different part, hence the `dead_code` allowance.
+#![allow(dead_code)]
 
 use std::process::{Command, Output};
 
 use aws_sdk_ec2::Client;
+use aws_sdk_ec2::types::{Filter, Instance, InstanceStateName, SecurityGroup};
 use camino::{Utf8Path, Utf8PathBuf};
 use xtask::moto::{self, MotoServer};
 use xtask::project::Project;
@@ -26,6 +29,8 @@ pub struct Emulator {
     pub network: SeededNetwork,
     pub settings_path: Utf8PathBuf,
     pub output_dir: Utf8PathBuf,
+    /// The temporary directory that holds the settings, the output directory and moto's log.
+    pub root: Utf8PathBuf,
     endpoint: String,
     _moto: MotoServer,
     _directory: tempfile::TempDir,
@@ -55,6 +60,7 @@ impl Emulator {
             network,
             settings_path,
             output_dir,
+            root,
             endpoint: moto.endpoint().to_owned(),
             _moto: moto,
             _directory: directory,
@@ -87,6 +93,72 @@ impl Emulator {
         let path = self.output_file(relative);
         std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("reading {path}: {error}"))
     }
+
+    /// Replaces the settings file that every run reads.
+    pub fn write_settings(&self, settings_text: &str) {
+        std::fs::write(&self.settings_path, settings_text).unwrap();
+    }
+
+    /// Copies the checkout's templates to `name` inside the temporary directory, for tests that
+    /// edit them and pass the copy with `--templates`.
+    pub fn copy_templates(&self, name: &str) -> Utf8PathBuf {
+        let source = Project::from_manifest_dir().templates_dir().to_owned();
+        let copy = self.root.join(name);
+        std::fs::create_dir_all(&copy).unwrap();
+        for entry in source.read_dir_utf8().unwrap() {
+            let entry = entry.unwrap();
+            std::fs::copy(entry.path(), copy.join(entry.file_name())).unwrap();
+        }
+        copy
+    }
+
+    /// Returns the instances named `openemr-redis` that are not terminated.
+    pub async fn live_instances(&self) -> Vec<Instance> {
+        let output = self
+            .client
+            .describe_instances()
+            .filters(filter("tag:Name", "openemr-redis"))
+            .send()
+            .await
+            .expect("DescribeInstances on the emulator");
+        output
+            .reservations()
+            .iter()
+            .flat_map(|reservation| reservation.instances())
+            .filter(|instance| instance.state().and_then(|state| state.name()) != Some(&InstanceStateName::Terminated))
+            .cloned()
+            .collect()
+    }
+
+    /// Returns the state of one instance, whatever it is.
+    pub async fn instance_state(&self, instance_id: &str) -> InstanceStateName {
+        let output = self
+            .client
+            .describe_instances()
+            .instance_ids(instance_id)
+            .send()
+            .await
+            .expect("DescribeInstances on the emulator");
+        let instance = output.reservations().iter().flat_map(|reservation| reservation.instances()).next();
+        let instance = instance.unwrap_or_else(|| panic!("instance {instance_id} not in DescribeInstances"));
+        instance.state().and_then(|state| state.name()).cloned().expect("instance state")
+    }
+
+    /// Returns the security groups named `openemr-redis`, the group `deploy-redis` creates.
+    pub async fn redis_groups(&self) -> Vec<SecurityGroup> {
+        let output = self
+            .client
+            .describe_security_groups()
+            .filters(filter("group-name", "openemr-redis"))
+            .send()
+            .await
+            .expect("DescribeSecurityGroups on the emulator");
+        output.security_groups().to_vec()
+    }
+}
+
+pub fn filter(name: &str, value: &str) -> Filter {
+    Filter::builder().name(name).values(value).build()
 }
 
 /// Returns the emulator executable, or fails the test with how to install it.

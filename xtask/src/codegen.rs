@@ -101,7 +101,7 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes).iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
-/// The `codegen` command: regenerate, or with `check` only compare.
+/// Runs the `codegen` command: regenerates the files, or in check mode only compares them.
 pub fn run(project: &Project, settings_path: &Utf8Path, mode: Mode) -> anyhow::Result<()> {
     let settings = Settings::load(settings_path)?;
     let templates = render::load_templates(&project.templates_dir())?;

@@ -60,7 +60,8 @@ fn read_if_exists(path: &Utf8Path) -> anyhow::Result<Option<String>> {
 
 /// Writes every file that differs from disk and returns the paths written. All contents are
 /// first written to temporary files beside their targets, and only when that worked for all of
-/// them are they renamed into place, so a failure leaves every target as it was.
+/// them are they renamed into place, so a failed write leaves every target as it was. Only a
+/// failed rename, which is rare within one directory, can leave some files replaced.
 pub fn write_all(files: &[GeneratedFile]) -> anyhow::Result<Vec<Utf8PathBuf>> {
     let mut staged = Vec::new();
     for file in files {

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use camino::{Utf8Path, Utf8PathBuf};
+use xshell::{Shell, cmd};
 
 use crate::project::Project;
 
@@ -42,25 +43,17 @@ pub fn ensure_installed(project: &Project) -> anyhow::Result<Utf8PathBuf> {
     }
 
     eprintln!("installing {MOTO_REQUIREMENT} into {venv}");
-    run_quietly(Command::new("python3").args(["-m", "venv", venv.as_str()]), "python3 -m venv").with_context(|| {
-        "failed to create the moto venv: install Python 3 with its venv module (Debian: `apt-get install python3-venv`)"
-    })?;
+    let shell = Shell::new()?;
+    cmd!(shell, "python3 -m venv {venv}").quiet().run().context(
+        "failed to create the moto venv: install Python 3 with its venv module (Debian: `apt-get install python3-venv`)",
+    )?;
     let pip = venv.join("bin/pip");
-    run_quietly(
-        Command::new(pip.as_str()).args(["install", "--quiet", "--disable-pip-version-check", MOTO_REQUIREMENT]),
-        "pip install",
-    )
-    .with_context(|| format!("failed to install {MOTO_REQUIREMENT} from PyPI into {venv}"))?;
+    cmd!(shell, "{pip} install --quiet --disable-pip-version-check {MOTO_REQUIREMENT}")
+        .quiet()
+        .run()
+        .with_context(|| format!("failed to install {MOTO_REQUIREMENT} from PyPI into {venv}"))?;
     std::fs::write(&stamp, MOTO_REQUIREMENT).with_context(|| format!("failed to write {stamp}"))?;
     Ok(server)
-}
-
-fn run_quietly(command: &mut Command, name: &str) -> anyhow::Result<()> {
-    let output = command.stdin(Stdio::null()).output().with_context(|| format!("failed to start {name}"))?;
-    if !output.status.success() {
-        bail!("{name} failed ({}): {}", output.status, String::from_utf8_lossy(&output.stderr).trim());
-    }
-    Ok(())
 }
 
 /// A running `moto_server`, stopped when dropped.

@@ -40,6 +40,7 @@ pub fn new_environment() -> Environment<'static> {
     environment.add_filter("yaml", yaml_scalar);
     environment.add_filter("shell", shell_word);
     environment.add_filter("redis", redis_argument);
+    environment.add_filter("comment", comment_text);
     environment
 }
 
@@ -90,6 +91,11 @@ fn shell_word(value: &Value) -> Result<String, minijinja::Error> {
 fn redis_argument(value: &Value) -> Result<String, minijinja::Error> {
     let text = printable_text(value, "redis")?;
     Ok(format!("\"{}\"", text.replace('\\', r"\\").replace('"', "\\\"")))
+}
+
+/// Passes text into a comment unchanged, rejecting line breaks, which would end the comment.
+fn comment_text(value: &Value) -> Result<String, minijinja::Error> {
+    printable_text(value, "comment")
 }
 
 fn printable_text(value: &Value, filter: &str) -> Result<String, minijinja::Error> {
@@ -171,6 +177,12 @@ mod tests {
     #[test]
     fn shell_filter_rejects_line_breaks() {
         let error = render_one("{{ v | shell }}", minijinja::context! { v => "a\nb" }).unwrap_err();
+        assert_eq!(error.kind(), minijinja::ErrorKind::InvalidOperation);
+    }
+
+    #[test]
+    fn comment_filter_rejects_line_breaks() {
+        let error = render_one("# {{ v | comment }}", minijinja::context! { v => "a\nkey: value" }).unwrap_err();
         assert_eq!(error.kind(), minijinja::ErrorKind::InvalidOperation);
     }
 

@@ -470,7 +470,7 @@ impl From<UbuntuRelease> for String {
     }
 }
 
-/// What `deploy-redis` waits for before it calls the instance ready.
+/// The evidence `deploy-redis` waits for before it calls the instance ready.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Readiness {

@@ -207,6 +207,7 @@ async fn launch(client: &Client, prepared: &Prepared, found: &Found, redis_group
         root_device_name: &found.image.root_device_name,
         instance_type: settings.instance_type.as_str(),
         subnet_id: &found.subnet.id,
+        availability_zone: &found.subnet.availability_zone,
         security_group_id: redis_group_id,
         root_volume_gib: settings.root_volume_gib.get(),
         key_pair: settings.key_pair.as_ref().map(|key| key.as_str()),

@@ -122,6 +122,8 @@ pub struct LaunchRequest<'a> {
     pub root_device_name: &'a str,
     pub instance_type: &'a str,
     pub subnet_id: &'a str,
+    /// Availability zone of the subnet, named when EC2 has no capacity there.
+    pub availability_zone: &'a str,
     pub security_group_id: &'a str,
     pub root_volume_gib: u32,
     pub key_pair: Option<&'a str>,
@@ -186,9 +188,9 @@ where
 {
     let hint = match super::error_code(&error) {
         Some("InsufficientInstanceCapacity") => format!(
-            "EC2 has no {} capacity in the subnet's zone right now: retry later, or set `instance_type` to \
-             another type (t3a.* or t4g.* are separate pools)",
-            request.instance_type
+            "EC2 has no {} capacity in {} (subnet {}) right now: retry later, set `instance_type` to another \
+             type (t3a.* or t4g.* are separate pools), or set `subnet_name` to a subnet in another zone",
+            request.instance_type, request.availability_zone, request.subnet_id
         ),
         Some("IdempotentParameterMismatch") => format!(
             "an earlier launch used client token {} with other parameters: this should not happen, since the \

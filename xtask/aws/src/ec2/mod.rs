@@ -32,8 +32,8 @@ pub fn error_code<E: ProvideErrorMetadata, R>(error: &SdkError<E, R>) -> Option<
     error.code()
 }
 
-/// Turns an SDK error into "`operation` failed: Code: message", or the transport error when
-/// the request never got an answer.
+/// Turns an SDK error into "`operation` failed: Code: message", or into the transport error
+/// when no response arrived.
 pub fn sdk_error<E, R>(operation: &str, error: SdkError<E, R>) -> anyhow::Error
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
@@ -46,7 +46,8 @@ where
     }
 }
 
-/// A named error for a response field EC2 always sends, so that a missing one is never a panic.
+/// Builds the error for a missing response field that EC2 always sends, so that its absence is
+/// an error message and never a panic.
 pub fn missing_field(operation: &str, field: &str) -> anyhow::Error {
     anyhow::anyhow!("{operation} returned no {field}")
 }

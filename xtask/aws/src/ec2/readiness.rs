@@ -99,9 +99,15 @@ async fn poll_once(
         }
         other => {
             let reason = instance.state_reason.as_deref().unwrap_or("EC2 gave no reason");
+            // EC2 does not reuse the client token of a terminated instance, so only a fresh token
+            // launches a replacement.
+            let rerun = match other {
+                InstanceStateName::ShuttingDown | InstanceStateName::Terminated => "cargo xtask deploy-redis --new-launch",
+                _ => "cargo xtask deploy-redis",
+            };
             bail!(
                 "instance {instance_id} is {} instead of running ({reason}); nothing was written. Check it in \
-                 the EC2 console, then rerun `cargo xtask deploy-redis` to launch a replacement",
+                 the EC2 console, then rerun `{rerun}` to launch a replacement",
                 other.as_str()
             );
         }

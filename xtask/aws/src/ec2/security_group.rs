@@ -100,7 +100,7 @@ fn redis_rule(app_group_id: &str) -> IpPermission {
         .build()
 }
 
-/// How a group's ingress differs from "TCP 6379 from the app group, nothing else".
+/// The difference between a group's ingress and "TCP 6379 from the app group, nothing else".
 #[derive(Debug, Default, PartialEq)]
 pub struct IngressDrift {
     pub missing_redis_rule: bool,
