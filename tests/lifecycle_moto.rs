@@ -11,7 +11,6 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use aws_sdk_ec2::types::{AttributeBooleanValue, InstanceAttributeName, InstanceStateName, IpPermission, IpRange};
-use camino::Utf8Path;
 use emulator::{Emulator, TEST_SETTINGS, describe, snapshot};
 use xtask_aws::status::DRIFT_EXIT_CODE;
 
@@ -208,4 +207,315 @@ async fn sigint_stops_wait_and_rerun_adopts() {
 #[tokio::test]
 async fn sigterm_stops_wait_and_rerun_adopts() {
     interrupt_then_resume("TERM", "SIGTERM").await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Status and drift
+
+/// Runs `status --json` and returns its exit code and document.
+fn status_json(emulator: &Emulator, extra_arguments: &[&str]) -> (Option<i32>, serde_json::Value) {
+    let mut arguments = vec!["status", "--json"];
+    arguments.extend_from_slice(extra_arguments);
+    let output = emulator.run(&arguments);
+    let report = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|error| panic!("status --json printed no JSON ({error}): {}", describe(&output)));
+    (output.status.code(), report)
+}
+
+/// Returns the names of the checks that are out of sync.
+fn drifted_checks(report: &serde_json::Value) -> Vec<String> {
+    let checks = report["checks"].as_array().unwrap_or_else(|| panic!("no checks: {report:#}"));
+    checks
+        .iter()
+        .filter(|check| check["in_sync"] == serde_json::Value::Bool(false))
+        .map(|check| check["name"].as_str().expect("check name").to_owned())
+        .collect()
+}
+
+/// Runs `status` and checks that it reports drift on `check_name`, in text and in JSON.
+fn assert_drift(emulator: &Emulator, extra_arguments: &[&str], check_name: &str) -> serde_json::Value {
+    let mut arguments = vec!["status"];
+    arguments.extend_from_slice(extra_arguments);
+    let output = emulator.run(&arguments);
+    let text = stdout_text(&output);
+    assert_eq!(output.status.code(), Some(i32::from(DRIFT_EXIT_CODE)), "drift exit code: {}", describe(&output));
+    assert!(text.contains("DRIFT"), "verdict is DRIFT: {}", describe(&output));
+    let drift_line = text.lines().find(|line| line.trim_start().starts_with(&format!("DRIFT {check_name} ")));
+    assert!(drift_line.is_some(), "a DRIFT line names {check_name}: {}", describe(&output));
+
+    let (code, report) = status_json(emulator, extra_arguments);
+    assert_eq!(code, Some(i32::from(DRIFT_EXIT_CODE)), "drift exit code with --json: {report:#}");
+    assert_eq!(report["in_sync"], serde_json::Value::Bool(false), "in_sync false: {report:#}");
+    let drifted = drifted_checks(&report);
+    assert!(drifted.contains(&check_name.to_owned()), "{check_name} drifted: {report:#}");
+    report
+}
+
+fn ssh_from_anywhere() -> IpPermission {
+    IpPermission::builder()
+        .ip_protocol("tcp")
+        .from_port(22)
+        .to_port(22)
+        .ip_ranges(IpRange::builder().cidr_ip("0.0.0.0/0").build())
+        .build()
+}
+
+#[tokio::test]
+async fn status_after_deploy_is_in_sync() {
+    let emulator = Emulator::start().await;
+    deploy(&emulator).await;
+    let instance_id = record_field(&emulator, "instance_id");
+
+    let output = emulator.run(&["status"]);
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let text = stdout_text(&output);
+    assert!(text.contains(&format!("Redis deployment {instance_id}: in sync")), "verdict line: {}", describe(&output));
+    assert!(!text.contains("DRIFT"), "no check drifted: {}", describe(&output));
+
+    let (code, report) = status_json(&emulator, &[]);
+    assert_eq!(code, Some(0), "exit code with --json: {report:#}");
+    assert_eq!(report["in_sync"], serde_json::Value::Bool(true), "in_sync: {report:#}");
+    assert_eq!(report["instance_id"], serde_json::Value::from(instance_id.as_str()), "instance id: {report:#}");
+    let checks = report["checks"].as_array().unwrap_or_else(|| panic!("no checks: {report:#}"));
+    let names: Vec<&str> = checks.iter().filter_map(|check| check["name"].as_str()).collect();
+    assert_eq!(names, ["instance", "private_ip", "user_data", "security_group"], "every check ran: {report:#}");
+    for check in checks {
+        assert_eq!(check["in_sync"], serde_json::Value::Bool(true), "check in sync: {check:#}");
+    }
+}
+
+#[tokio::test]
+async fn status_without_record_is_in_sync() {
+    let emulator = Emulator::start().await;
+
+    let output = emulator.run(&["status"]);
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    assert!(stdout_text(&output).contains("nothing deployed"), "{}", describe(&output));
+}
+
+#[tokio::test]
+async fn extra_ingress_rule_drifts_until_deploy_repairs() {
+    let emulator = Emulator::start().await;
+    deploy(&emulator).await;
+    let group_id = record_field(&emulator, "security_group_id");
+    emulator
+        .client
+        .authorize_security_group_ingress()
+        .group_id(&group_id)
+        .ip_permissions(ssh_from_anywhere())
+        .send()
+        .await
+        .expect("adding the SSH rule");
+
+    let report = assert_drift(&emulator, &[], "security_group");
+    assert_eq!(drifted_checks(&report), ["security_group"], "only the group drifted: {report:#}");
+    let check = report["checks"].as_array().unwrap().iter().find(|check| check["name"] == "security_group").unwrap();
+    let detail = check["detail"].as_str().unwrap();
+    assert!(detail.contains("TCP 22 from 0.0.0.0/0"), "names the extra rule: {detail}");
+    assert!(detail.contains("`cargo xtask deploy-redis` repairs it"), "names the fix: {detail}");
+
+    let repair = deploy(&emulator).await;
+    assert!(stderr_text(&repair).contains("repairing ingress"), "says it repairs: {}", describe(&repair));
+    let groups = emulator.client.describe_security_groups().group_ids(&group_id).send().await.unwrap();
+    let ingress = groups.security_groups()[0].ip_permissions();
+    let ssh_rules: Vec<&IpPermission> = ingress.iter().filter(|rule| rule.from_port() == Some(22)).collect();
+    assert!(ssh_rules.is_empty(), "the SSH rule is gone: {ingress:#?}");
+    assert_eq!(ingress.len(), 1, "one rule left: {ingress:#?}");
+    assert_eq!((ingress[0].from_port(), ingress[0].to_port()), (Some(6379), Some(6379)), "the Redis rule stays: {ingress:#?}");
+    let sources: Vec<&str> = ingress[0].user_id_group_pairs().iter().filter_map(|pair| pair.group_id()).collect();
+    assert_eq!(sources, [emulator.network.app_group_id.as_str()], "from the app group: {ingress:#?}");
+
+    let output = emulator.run(&["status"]);
+    assert_eq!(output.status.code(), Some(0), "in sync after the repair: {}", describe(&output));
+}
+
+#[tokio::test]
+async fn terminated_instance_drifts() {
+    let emulator = Emulator::start().await;
+    deploy(&emulator).await;
+    let instance_id = record_field(&emulator, "instance_id");
+    emulator
+        .client
+        .modify_instance_attribute()
+        .instance_id(&instance_id)
+        .disable_api_termination(AttributeBooleanValue::builder().value(false).build())
+        .send()
+        .await
+        .expect("lifting termination protection");
+    emulator.client.terminate_instances().instance_ids(&instance_id).send().await.expect("terminating");
+
+    let report = assert_drift(&emulator, &[], "instance");
+    let check = report["checks"].as_array().unwrap().iter().find(|check| check["name"] == "instance").unwrap();
+    let detail = check["detail"].as_str().unwrap();
+    assert!(detail.contains(&instance_id), "names the instance: {detail}");
+}
+
+#[tokio::test]
+async fn edited_private_ip_drifts() {
+    let emulator = Emulator::start().await;
+    deploy(&emulator).await;
+    let private_ip = record_field(&emulator, "private_ip");
+    let record_path = emulator.output_file("generated/deployment.yaml");
+    let record = std::fs::read_to_string(&record_path).unwrap();
+    let edited = record.replace(&format!("private_ip: {private_ip}"), "private_ip: 10.0.1.254");
+    assert_ne!(edited, record, "the record holds the IP as `private_ip: {private_ip}`:\n{record}");
+    std::fs::write(&record_path, edited).unwrap();
+
+    let report = assert_drift(&emulator, &[], "private_ip");
+    assert_eq!(drifted_checks(&report), ["private_ip"], "only the IP drifted: {report:#}");
+    let check = report["checks"].as_array().unwrap().iter().find(|check| check["name"] == "private_ip").unwrap();
+    let detail = check["detail"].as_str().unwrap();
+    assert!(detail.contains(&private_ip), "names the live IP: {detail}");
+    assert!(detail.contains("10.0.1.254"), "names the recorded IP: {detail}");
+}
+
+#[tokio::test]
+async fn changed_templates_drift_user_data() {
+    let emulator = Emulator::start().await;
+    deploy(&emulator).await;
+    let templates = changed_templates(&emulator);
+
+    let report = assert_drift(&emulator, &["--templates", templates.as_str()], "user_data");
+    assert_eq!(drifted_checks(&report), ["user_data"], "only the user data drifted: {report:#}");
+    let check = report["checks"].as_array().unwrap().iter().find(|check| check["name"] == "user_data").unwrap();
+    let detail = check["detail"].as_str().unwrap();
+    assert!(detail.contains("cargo xtask deploy-redis --replace"), "names the fix: {detail}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Replacement
+
+#[tokio::test]
+async fn changed_user_data_needs_replace() {
+    let emulator = Emulator::start().await;
+    deploy(&emulator).await;
+    let old_id = record_field(&emulator, "instance_id");
+    let templates = changed_templates(&emulator);
+    let before = snapshot(&emulator.output_dir);
+
+    let refused = emulator.run(&["deploy-redis", "--templates", templates.as_str()]);
+    assert!(!refused.status.success(), "a changed user data needs --replace: {}", describe(&refused));
+    assert!(stderr_text(&refused).contains("--replace"), "names --replace: {}", describe(&refused));
+    assert!(stderr_text(&refused).contains(&old_id), "names the instance: {}", describe(&refused));
+    assert!(stderr_text(&refused).contains("Nothing was changed"), "says nothing changed: {}", describe(&refused));
+    let instances = emulator.live_instances().await;
+    let ids: Vec<&str> = instances.iter().filter_map(|instance| instance.instance_id()).collect();
+    assert_eq!(ids, [old_id.as_str()], "no new instance");
+    assert_eq!(snapshot(&emulator.output_dir), before, "no file changed");
+
+    let replaced = emulator.run(&["deploy-redis", "--templates", templates.as_str(), "--replace"]);
+    assert!(replaced.status.success(), "{}", describe(&replaced));
+    let instances = emulator.live_instances().await;
+    let live: Vec<&aws_sdk_ec2::types::Instance> =
+        instances.iter().filter(|instance| instance.instance_id() != Some(old_id.as_str())).collect();
+    assert_eq!(live.len(), 1, "one new instance: {instances:#?}");
+    let new_id = live[0].instance_id().unwrap();
+    let new_ip = live[0].private_ip_address().expect("private IP");
+    assert_eq!(live[0].state().and_then(|state| state.name()), Some(&InstanceStateName::Running), "the new one runs");
+    let old_state = emulator.instance_state(&old_id).await;
+    assert!(
+        matches!(old_state, InstanceStateName::Terminated | InstanceStateName::ShuttingDown),
+        "the old instance is gone, not {old_state:?}: {}",
+        describe(&replaced)
+    );
+    assert!(stderr_text(&replaced).contains(&format!("terminated the replaced instance {old_id}")), "{}", describe(&replaced));
+
+    assert_eq!(record_field(&emulator, "instance_id"), new_id, "the record names the new instance");
+    assert_eq!(record_field(&emulator, "private_ip"), new_ip, "the record has the new IP");
+    assert_eq!(options_redis_ip(&emulator), new_ip, "REDIS_IP is the new IP");
+    let user_data = emulator.read_output("generated/user-data.yaml");
+    assert!(user_data.contains("An extra comment line"), "the new user data is written:\n{user_data}");
+
+    let status = emulator.run(&["status", "--templates", templates.as_str()]);
+    assert_eq!(status.status.code(), Some(0), "in sync after the replacement: {}", describe(&status));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Teardown
+
+async fn protect_from_termination(emulator: &Emulator, instance_id: &str) {
+    // NOTE: moto 5.2.1 ignores DisableApiTermination in RunInstances, so the test sets it here.
+    emulator
+        .client
+        .modify_instance_attribute()
+        .instance_id(instance_id)
+        .disable_api_termination(AttributeBooleanValue::builder().value(true).build())
+        .send()
+        .await
+        .expect("turning on termination protection");
+    let attribute = emulator
+        .client
+        .describe_instance_attribute()
+        .instance_id(instance_id)
+        .attribute(InstanceAttributeName::DisableApiTermination)
+        .send()
+        .await
+        .unwrap();
+    let protected = attribute.disable_api_termination().and_then(|value| value.value());
+    assert_eq!(protected, Some(true), "the emulator keeps termination protection");
+}
+
+#[tokio::test]
+async fn destroy_needs_flag_then_removes_everything() {
+    let emulator = Emulator::start().await;
+    deploy(&emulator).await;
+    let instance_id = record_field(&emulator, "instance_id");
+    let group_id = record_field(&emulator, "security_group_id");
+    protect_from_termination(&emulator, &instance_id).await;
+    let before = snapshot(&emulator.output_dir);
+
+    let refused = emulator.run(&["destroy-redis"]);
+    assert!(!refused.status.success(), "protection needs the flag: {}", describe(&refused));
+    assert!(stderr_text(&refused).contains("--disable-termination-protection"), "names the flag: {}", describe(&refused));
+    assert!(stderr_text(&refused).contains(&instance_id), "names the instance: {}", describe(&refused));
+    assert_eq!(emulator.instance_state(&instance_id).await, InstanceStateName::Running, "the instance still runs");
+    assert_eq!(emulator.redis_groups().await.len(), 1, "the group still exists");
+    assert_eq!(snapshot(&emulator.output_dir), before, "no file changed");
+
+    let destroyed = emulator.run(&["destroy-redis", "--disable-termination-protection"]);
+    assert!(destroyed.status.success(), "{}", describe(&destroyed));
+    assert_eq!(emulator.instance_state(&instance_id).await, InstanceStateName::Terminated, "{}", describe(&destroyed));
+    let groups = emulator.redis_groups().await;
+    assert!(groups.is_empty(), "group {group_id} deleted: {groups:#?}");
+    let record_path = emulator.output_file("generated/deployment.yaml");
+    assert!(!record_path.exists(), "{record_path} removed");
+    let options = emulator.read_output("openemr/.ebextensions/00-options.config");
+    assert!(options.contains("REDIS_IP: \"\""), "REDIS_IP is empty again:\n{options}");
+    assert!(stdout_text(&destroyed).contains(&instance_id), "the summary names the instance: {}", describe(&destroyed));
+
+    let again = emulator.run(&["destroy-redis"]);
+    assert_eq!(again.status.code(), Some(0), "a second destroy is fine: {}", describe(&again));
+    assert!(stderr_text(&again).contains("nothing to destroy"), "{}", describe(&again));
+}
+
+#[tokio::test]
+async fn destroy_without_record_succeeds() {
+    let emulator = Emulator::start().await;
+
+    let output = emulator.run(&["destroy-redis"]);
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    assert!(stderr_text(&output).contains("nothing to destroy"), "{}", describe(&output));
+    assert!(!emulator.output_file("generated/deployment.yaml").exists(), "no record appears");
+    let options = emulator.read_output("openemr/.ebextensions/00-options.config");
+    assert!(options.contains("REDIS_IP: \"\""), "REDIS_IP is empty:\n{options}");
+}
+
+#[tokio::test]
+async fn destroy_after_replace_deletes_group() {
+    let emulator = Emulator::start().await;
+    deploy(&emulator).await;
+    let old_id = record_field(&emulator, "instance_id");
+    let templates = changed_templates(&emulator);
+    let replaced = emulator.run(&["deploy-redis", "--templates", templates.as_str(), "--replace"]);
+    assert!(replaced.status.success(), "{}", describe(&replaced));
+    let new_id = record_field(&emulator, "instance_id");
+    assert_ne!(new_id, old_id, "the record moved to the new instance");
+
+    // The group was used by both instances, and the replaced one no longer counts as a user.
+    let destroyed = emulator.run(&["destroy-redis", "--templates", templates.as_str()]);
+    assert!(destroyed.status.success(), "{}", describe(&destroyed));
+    assert_eq!(emulator.instance_state(&new_id).await, InstanceStateName::Terminated, "{}", describe(&destroyed));
+    let groups = emulator.redis_groups().await;
+    assert!(groups.is_empty(), "group deleted: {groups:#?}");
+    assert!(!emulator.output_file("generated/deployment.yaml").exists(), "record removed");
 }

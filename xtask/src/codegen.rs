@@ -110,7 +110,7 @@ pub fn run(project: &Project, settings_path: &Utf8Path, mode: Mode) -> anyhow::R
     let files = render_all(&inputs)?;
 
     match mode {
-        Mode::Check => generated::check_all(&files, project.output_root(), &regenerate_command(project, settings_path)),
+        Mode::Check => check(project, settings_path, &files),
         Mode::Write => {
             let written = generated::write_all(&files).context("failed to write generated files")?;
             for path in &written {
@@ -122,6 +122,23 @@ pub fn run(project: &Project, settings_path: &Utf8Path, mode: Mode) -> anyhow::R
             Ok(())
         }
     }
+}
+
+/// Prints the diff of each stale file, and on GitHub Actions an annotation that marks the file in
+/// the pull request, then fails naming the files and the command to run.
+fn check(project: &Project, settings_path: &Utf8Path, files: &[GeneratedFile]) -> anyhow::Result<()> {
+    let command = regenerate_command(project, settings_path);
+    let stale = generated::find_stale(files, project.output_root())?;
+    for file in &stale {
+        eprint!("{}", file.diff);
+    }
+    if std::env::var("GITHUB_ACTIONS").as_deref() == Ok("true") {
+        for file in &stale {
+            let message = format!("{} is stale: run `{command}` and commit the result", file.path);
+            println!("{}", generated::github_annotation(&file.path, &message));
+        }
+    }
+    generated::fail_if_stale(&stale, &command)
 }
 
 /// Returns the command a user runs to regenerate, with the flags that differ from the defaults.

@@ -112,20 +112,52 @@ fn set_permissions(_file: &std::fs::File, _permissions: Permissions) -> std::io:
     Ok(())
 }
 
-/// Fails with the diff of every stale file and the command that regenerates them.
-pub fn check_all(files: &[GeneratedFile], display_root: &Utf8Path, regenerate_command: &str) -> anyhow::Result<()> {
+/// A generated file whose contents on disk differ from what the generator produces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaleFile {
+    /// The path relative to the display root, as shown to users and in annotations.
+    pub path: String,
+    pub diff: String,
+}
+
+/// Compares every file with the disk and returns those that differ.
+pub fn find_stale(files: &[GeneratedFile], display_root: &Utf8Path) -> anyhow::Result<Vec<StaleFile>> {
     let mut stale = Vec::new();
     for file in files {
         let shown = file.path.strip_prefix(display_root).unwrap_or(&file.path);
         if let Some(diff) = file.diff_against_disk(shown)? {
-            eprint!("{diff}");
-            stale.push(shown.to_string());
+            stale.push(StaleFile { path: shown.to_string(), diff });
         }
     }
-    if !stale.is_empty() {
-        bail!("generated files are stale: {}; run `{regenerate_command}` and commit the result", stale.join(", "));
+    Ok(stale)
+}
+
+/// Fails naming the stale files and the command that regenerates them.
+pub fn fail_if_stale(stale: &[StaleFile], regenerate_command: &str) -> anyhow::Result<()> {
+    if stale.is_empty() {
+        return Ok(());
     }
-    Ok(())
+    let paths: Vec<&str> = stale.iter().map(|file| file.path.as_str()).collect();
+    bail!("generated files are stale: {}; run `{regenerate_command}` and commit the result", paths.join(", "))
+}
+
+/// Formats a GitHub Actions `::error` workflow command that marks `path` in a pull request.
+pub fn github_annotation(path: &str, message: &str) -> String {
+    format!(
+        "::error file={},title=Stale generated file::{}",
+        escape_annotation_property(path),
+        escape_annotation_data(message)
+    )
+}
+
+/// Escapes the message of a workflow command, as the Actions runner decodes it.
+fn escape_annotation_data(text: &str) -> String {
+    text.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A")
+}
+
+/// Escapes a property value, which also ends at `:` and `,`.
+fn escape_annotation_property(text: &str) -> String {
+    escape_annotation_data(text).replace(':', "%3A").replace(',', "%2C")
 }
 
 #[cfg(test)]
@@ -163,14 +195,27 @@ mod tests {
     }
 
     #[test]
-    fn check_all_names_stale_file_and_command() {
+    fn stale_file_error_names_file_and_command() {
         let (_guard, root) = temporary_directory();
         std::fs::write(root.join("out.txt"), "edited by hand\n").unwrap();
-        let files = [GeneratedFile::regular(root.join("out.txt"), "generated\n".into())];
+        std::fs::write(root.join("same.txt"), "same\n").unwrap();
+        let files = [
+            GeneratedFile::regular(root.join("out.txt"), "generated\n".into()),
+            GeneratedFile::regular(root.join("same.txt"), "same\n".into()),
+        ];
 
-        let message = check_all(&files, &root, "cargo xtask codegen").unwrap_err().to_string();
+        let stale = find_stale(&files, &root).unwrap();
+        assert_eq!(stale.len(), 1, "{stale:?}");
+        assert_eq!(stale[0].path, "out.txt");
+        let message = fail_if_stale(&stale, "cargo xtask codegen").unwrap_err().to_string();
         assert!(message.contains("out.txt"), "{message}");
         assert!(message.contains("run `cargo xtask codegen`"), "{message}");
+    }
+
+    #[test]
+    fn annotation_escapes_message_and_path() {
+        let line = github_annotation("odd,dir/a:b.yaml", "50% stale\nrun x");
+        assert_eq!(line, "::error file=odd%2Cdir/a%3Ab.yaml,title=Stale generated file::50%25 stale%0Arun x");
     }
 
     #[test]

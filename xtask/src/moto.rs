@@ -35,25 +35,30 @@ pub fn moto_server_path(project: &Project) -> Utf8PathBuf {
 /// Creates the venv and installs moto into it unless the pinned version is already there.
 /// Returns the path of `moto_server`.
 pub fn ensure_installed(project: &Project) -> anyhow::Result<Utf8PathBuf> {
-    let venv = venv_dir(project);
+    let venv = ensure_venv(&venv_dir(project), MOTO_REQUIREMENT)?;
+    Ok(venv.join("bin/moto_server"))
+}
+
+/// Creates a venv at `venv` with `requirement` installed from PyPI, unless a stamp file shows
+/// that exactly this requirement is already there. Returns `venv`.
+pub fn ensure_venv(venv: &Utf8Path, requirement: &str) -> anyhow::Result<Utf8PathBuf> {
     let stamp = venv.join("xtask-requirement.txt");
-    let server = venv.join("bin/moto_server");
-    if server.is_file() && std::fs::read_to_string(&stamp).is_ok_and(|text| text == MOTO_REQUIREMENT) {
-        return Ok(server);
+    if std::fs::read_to_string(&stamp).is_ok_and(|text| text == requirement) {
+        return Ok(venv.to_owned());
     }
 
-    eprintln!("installing {MOTO_REQUIREMENT} into {venv}");
+    eprintln!("installing {requirement} into {venv}");
     let shell = Shell::new()?;
     cmd!(shell, "python3 -m venv {venv}").quiet().run().context(
-        "failed to create the moto venv: install Python 3 with its venv module (Debian: `apt-get install python3-venv`)",
+        "failed to create a Python venv: install Python 3 with its venv module (Debian: `apt-get install python3-venv`)",
     )?;
     let pip = venv.join("bin/pip");
-    cmd!(shell, "{pip} install --quiet --disable-pip-version-check {MOTO_REQUIREMENT}")
+    cmd!(shell, "{pip} install --quiet --disable-pip-version-check {requirement}")
         .quiet()
         .run()
-        .with_context(|| format!("failed to install {MOTO_REQUIREMENT} from PyPI into {venv}"))?;
-    std::fs::write(&stamp, MOTO_REQUIREMENT).with_context(|| format!("failed to write {stamp}"))?;
-    Ok(server)
+        .with_context(|| format!("failed to install {requirement} from PyPI into {venv}"))?;
+    std::fs::write(&stamp, requirement).with_context(|| format!("failed to write {stamp}"))?;
+    Ok(venv.to_owned())
 }
 
 /// A running `moto_server`, stopped when dropped.

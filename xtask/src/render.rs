@@ -56,6 +56,15 @@ pub fn render(environment: &Environment<'_>, name: &str, context: &Value) -> any
 }
 
 fn template_error(path: &Utf8Path, error: &minijinja::Error) -> anyhow::Error {
+    // An error inside an included template arrives wrapped in one that only names the include,
+    // so report the innermost error with its own template name and line.
+    let mut error = error;
+    while let Some(inner) = std::error::Error::source(error).and_then(|source| source.downcast_ref::<minijinja::Error>()) {
+        error = inner;
+    }
+    let included_path = error.name().map(|name| path.with_file_name(name));
+    let path = included_path.as_deref().unwrap_or(path);
+
     let line = error.line().map(|line| format!(":{line}")).unwrap_or_default();
     let mut message = format!("{path}{line}: {}", error.kind());
     if let Some(detail) = error.detail() {
@@ -154,6 +163,16 @@ mod tests {
     fn undefined_variable_is_an_error() {
         let error = render_one("{{ missing }}", minijinja::context! {}).unwrap_err();
         assert_eq!(error.kind(), minijinja::ErrorKind::UndefinedError);
+    }
+
+    #[test]
+    fn undefined_in_include_names_included_template_and_line() {
+        let mut environment = new_environment();
+        environment.add_template_owned("outer.j2", "first\n{% include \"inner.j2\" %}\n".to_owned()).unwrap();
+        environment.add_template_owned("inner.j2", "one\ntwo {{ missing }}\n".to_owned()).unwrap();
+
+        let message = render(&environment, "outer.j2", &minijinja::context! {}).unwrap_err().to_string();
+        assert!(message.starts_with("templates/inner.j2:2: undefined value"), "{message}");
     }
 
     #[test]

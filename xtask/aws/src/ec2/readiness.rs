@@ -100,14 +100,18 @@ async fn poll_once(
         other => {
             let reason = instance.state_reason.as_deref().unwrap_or("EC2 gave no reason");
             // EC2 does not reuse the client token of a terminated instance, so only a fresh token
-            // launches a replacement.
-            let rerun = match other {
-                InstanceStateName::ShuttingDown | InstanceStateName::Terminated => "cargo xtask deploy-redis --new-launch",
-                _ => "cargo xtask deploy-redis",
+            // launches a replacement. A stopped instance keeps its sessions and only needs a start.
+            let way_out = match other {
+                InstanceStateName::ShuttingDown | InstanceStateName::Terminated => {
+                    "check it in the EC2 console, then rerun `cargo xtask deploy-redis --new-launch` to launch a replacement"
+                        .to_owned()
+                }
+                _ => format!(
+                    "start it with `aws ec2 start-instances --instance-ids {instance_id}`, then rerun `cargo xtask deploy-redis`"
+                ),
             };
             bail!(
-                "instance {instance_id} is {} instead of running ({reason}); nothing was written. Check it in \
-                 the EC2 console, then rerun `{rerun}` to launch a replacement",
+                "instance {instance_id} is {} instead of running ({reason}); nothing was written. {way_out}",
                 other.as_str()
             );
         }

@@ -1,0 +1,98 @@
+//! `cargo xtask codegen` and `codegen --check` through the real offline binary, on a copy of the
+//! outputs in a temporary directory.
+
+use std::process::{Command, Output};
+
+use camino::Utf8PathBuf;
+
+fn xtask(output_dir: &Utf8PathBuf, arguments: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    command.args(arguments).args(["--output-dir", output_dir.as_str()]).env_remove("GITHUB_ACTIONS");
+    command
+}
+
+fn describe(output: &Output) -> String {
+    format!(
+        "status {}\n--- stdout\n{}\n--- stderr\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// Generates fresh outputs into a temporary directory, which lives as long as the guard.
+fn fresh_outputs() -> (tempfile::TempDir, Utf8PathBuf) {
+    let directory = tempfile::tempdir().unwrap();
+    let output_dir = Utf8PathBuf::from_path_buf(directory.path().to_owned()).unwrap();
+    let output = xtask(&output_dir, &["codegen"]).output().unwrap();
+    assert!(output.status.success(), "{}", describe(&output));
+    (directory, output_dir)
+}
+
+#[test]
+fn check_passes_on_fresh_outputs() {
+    let (_guard, output_dir) = fresh_outputs();
+    let output = xtask(&output_dir, &["codegen", "--check"]).output().unwrap();
+    assert!(output.status.success(), "{}", describe(&output));
+    assert!(output.stdout.is_empty(), "{}", describe(&output));
+}
+
+#[test]
+fn check_fails_on_hand_edit_with_diff_and_command() {
+    let (_guard, output_dir) = fresh_outputs();
+    let options = output_dir.join("openemr/.ebextensions/00-options.config");
+    let edited = std::fs::read_to_string(&options).unwrap().replace("fs-0123abcd", "fs-99999999");
+    std::fs::write(&options, &edited).unwrap();
+
+    let output = xtask(&output_dir, &["codegen", "--check"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{}", describe(&output));
+    assert!(stderr.contains("--- a/openemr/.ebextensions/00-options.config"), "{stderr}");
+    assert!(stderr.contains("-    FILE_SYSTEM_ID: \"fs-99999999\""), "{stderr}");
+    assert!(stderr.contains("+    FILE_SYSTEM_ID: \"fs-0123abcd\""), "{stderr}");
+    assert!(stderr.contains(&format!("run `cargo xtask codegen --output-dir {output_dir}`")), "{stderr}");
+    assert!(output.stdout.is_empty(), "no annotation outside GitHub Actions: {}", describe(&output));
+    assert_eq!(std::fs::read_to_string(&options).unwrap(), edited, "check must not write");
+}
+
+#[test]
+fn check_annotates_stale_files_on_github_actions() {
+    let (_guard, output_dir) = fresh_outputs();
+    let hook = output_dir.join("openemr/.ebextensions/redis-sessions.sh");
+    std::fs::write(&hook, "#!/bin/bash\necho edited\n").unwrap();
+    let user_data = output_dir.join("generated/user-data.yaml");
+    std::fs::remove_file(&user_data).unwrap();
+
+    let output = xtask(&output_dir, &["codegen", "--check"]).env("GITHUB_ACTIONS", "true").output().unwrap();
+    assert!(!output.status.success(), "{}", describe(&output));
+    let command = format!("cargo xtask codegen --output-dir {output_dir}");
+    let expected = format!(
+        "::error file=generated/user-data.yaml,title=Stale generated file::generated/user-data.yaml is stale: run `{command}` and commit the result\n\
+         ::error file=openemr/.ebextensions/redis-sessions.sh,title=Stale generated file::openemr/.ebextensions/redis-sessions.sh is stale: run `{command}` and commit the result\n"
+    );
+    assert_eq!(String::from_utf8_lossy(&output.stdout), expected);
+}
+
+#[test]
+fn codegen_writes_executable_hook() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let (_guard, output_dir) = fresh_outputs();
+    let mode = std::fs::metadata(output_dir.join("openemr/.ebextensions/redis-sessions.sh")).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o755, "mode {mode:o}");
+}
+
+#[test]
+fn invalid_settings_leave_outputs_alone() {
+    let (_guard, output_dir) = fresh_outputs();
+    let options = output_dir.join("openemr/.ebextensions/00-options.config");
+    let before = std::fs::read_to_string(&options).unwrap();
+    let settings = output_dir.join("bad.yaml");
+    std::fs::write(&settings, "app_security_group: app\ntimezone: Mars/Olympus\nfile_system_id: fs-0123abcd\n").unwrap();
+
+    let output = xtask(&output_dir, &["codegen", "--settings", settings.as_str()]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{}", describe(&output));
+    assert!(stderr.contains(&format!("{settings}:2:11: timezone: invalid time zone `Mars/Olympus`")), "{stderr}");
+    assert_eq!(std::fs::read_to_string(&options).unwrap(), before);
+}
