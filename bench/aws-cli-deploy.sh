@@ -43,7 +43,8 @@ fail() {
     exit 1
 }
 
-# Prints the single id in $2, or fails with what matched: $1 names what was looked up.
+# Prints the only id in $2. Fails with the ids found when there are none or several, naming
+# what was looked up ($1).
 single_id() {
     local what=$1
     local -a ids
@@ -78,7 +79,7 @@ image=$(ec2 describe-images --owners "$canonical_owner" \
 read -r image_id root_device <<<"$image"
 [[ $image_id == ami-* ]] || fail "no Ubuntu 24.04 image from Canonical matches $image_pattern"
 
-# The Redis group: its id and the source groups of its rules for the Redis port.
+# Reads the Redis group's id and the source groups of its rules for the Redis port.
 redis_group=$(ec2 describe-security-groups \
     --filters "Name=vpc-id,Values=$vpc_id" "Name=group-name,Values=$instance_name" \
     --query "SecurityGroups[0].[GroupId, join(',', IpPermissions[?FromPort==\`$redis_port\`].UserIdGroupPairs[].GroupId)]")
@@ -124,7 +125,7 @@ else
     echo "launched instance $instance_id" >&2
 fi
 
-# The CLI's waiters poll every 15 s (instance-running up to 40 times, instance-status-ok too).
+# Both waiters of the AWS CLI check every 15 s, at most 40 times each.
 aws ec2 wait instance-running --instance-ids "$instance_id"
 aws ec2 wait instance-status-ok --instance-ids "$instance_id"
 

@@ -23,7 +23,7 @@ const AWS_IDENTITY_VARIABLES: [&str; 8] = [
     "AWS_CONTAINER_CREDENTIALS_FULL_URI",
 ];
 
-/// An emulator whose output directory already holds the files `codegen` writes from the valid
+/// An emulator whose output directory already contains the files `codegen` writes from the valid
 /// test settings, so that "no file changed" compares real files.
 struct Setup {
     emulator: Emulator,
@@ -101,7 +101,8 @@ async fn settings_wrong_type_names_key() {
 
 #[tokio::test]
 async fn settings_timezone_no_is_invalid() {
-    // YAML 1.1 reads an unquoted `no` as false; the settings must reject it either way.
+    // YAML 1.1 parsers read an unquoted `no` as false. serde_yaml follows YAML 1.2 and reads the
+    // string "no", which is no time zone either.
     let settings = TEST_SETTINGS.replace("timezone: America/New_York", "timezone: no");
     let fix = "use a name from the IANA time zone database";
     assert_settings_rejected(&settings, &["deploy.yaml:4:11:", "timezone", "invalid time zone `no`", fix]).await;

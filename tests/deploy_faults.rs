@@ -93,7 +93,7 @@ impl Workspace {
 }
 
 fn default_flags() -> DeployRedis {
-    DeployRedis { dry_run: false, replace: false, new_launch: false, timeout: 900 }
+    DeployRedis { dry_run: false, replace: false, new_launch: false, timeout: 900, markdown: None }
 }
 
 async fn run_deploy(ec2: &Ec2, workspace: &Workspace, flags: &DeployRedis) -> anyhow::Result<Outcome> {

@@ -155,8 +155,8 @@ async fn dry_run_changes_nothing() {
     assert!(output.status.success(), "{}", describe(&output));
 
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(stdout.contains("would be launched"), "{stdout}");
-    assert!(stdout.contains("would be created"), "{stdout}");
+    assert!(stdout.contains("  instance           launch  openemr-redis: t3.micro"), "{stdout}");
+    assert!(stdout.contains("  security group     create  openemr-redis: TCP 6379 from sg-"), "{stdout}");
     assert!(stdout.contains("#cloud-config"), "prints the user data: {stdout}");
     assert!(stdout.contains("+    REDIS_IP: \"<assigned at launch>\""), "diff of the options file: {stdout}");
     assert!(live_instances(&emulator).await.is_empty(), "no instance launched");
@@ -169,4 +169,33 @@ async fn dry_run_changes_nothing() {
         .unwrap();
     assert!(groups.security_groups().is_empty(), "no group created");
     assert_eq!(snapshot(&emulator.output_dir), before, "no file written");
+}
+
+#[tokio::test]
+async fn dry_run_appends_markdown_to_job_summary() {
+    let emulator = Emulator::start().await;
+    let summary = emulator.output_file("../step-summary.md");
+    std::fs::write(&summary, "# Earlier step\n").unwrap();
+
+    let output = emulator.command(&["deploy-redis", "--dry-run", "--markdown"]).env("GITHUB_STEP_SUMMARY", summary.as_str()).output().unwrap();
+    assert!(output.status.success(), "{}", describe(&output));
+
+    let written = std::fs::read_to_string(&summary).unwrap();
+    assert!(written.starts_with("# Earlier step\n## Redis deploy plan (us-east-1)\n"), "appended, not replaced: {written}");
+    assert!(written.contains("| instance | openemr-redis | **launch** |"), "{written}");
+    assert!(written.contains("```diff\n--- a/"), "{written}");
+    assert!(!String::from_utf8_lossy(&output.stdout).contains("## Redis deploy plan"), "{}", describe(&output));
+}
+
+#[tokio::test]
+async fn markdown_goes_to_stdout_without_job_summary() {
+    let emulator = Emulator::start().await;
+    let summary = emulator.output_file("../step-summary.md");
+    std::fs::write(&summary, "# Earlier step\n").unwrap();
+
+    let output = emulator.command(&["deploy-redis", "--dry-run", "--markdown"]).env_remove("GITHUB_STEP_SUMMARY").output().unwrap();
+    assert!(output.status.success(), "{}", describe(&output));
+
+    assert!(String::from_utf8_lossy(&output.stdout).contains("## Redis deploy plan (us-east-1)"), "{}", describe(&output));
+    assert_eq!(std::fs::read_to_string(&summary).unwrap(), "# Earlier step\n", "nothing written to the summary file");
 }

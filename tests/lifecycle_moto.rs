@@ -18,7 +18,7 @@ use xtask_aws::status::DRIFT_EXIT_CODE;
 const EXIT_AFTER_SIGNAL_LIMIT: Duration = Duration::from_secs(20);
 
 /// How long the deploy may take to launch and reach its wait loop.
-const REACH_WAIT_LIMIT: Duration = Duration::from_secs(120);
+const START_WAITING_LIMIT: Duration = Duration::from_secs(120);
 
 /// Settings that wait for the console's completion line, which moto never prints, so the
 /// deploy waits until it is stopped.
@@ -26,7 +26,7 @@ fn settings_waiting_for_console() -> String {
     TEST_SETTINGS.replace("readiness: status-checks", "readiness: redis-ping")
 }
 
-async fn deploy(emulator: &Emulator) -> Output {
+fn deploy(emulator: &Emulator) -> Output {
     let output = emulator.run(&["deploy-redis"]);
     assert!(output.status.success(), "deploy failed: {}", describe(&output));
     output
@@ -166,12 +166,11 @@ async fn interrupt_then_resume(signal: &str, signal_name: &str) {
     assert!(codegen.status.success(), "{}", describe(&codegen));
     let before = snapshot(&emulator.output_dir);
 
-    let mut deploy = WatchedDeploy::start(&emulator);
-    let seen = deploy.wait_for_line("waiting for Redis to answer", REACH_WAIT_LIMIT);
-    let seen = seen.join("\n");
+    let mut watched = WatchedDeploy::start(&emulator);
+    let seen = watched.wait_for_line("waiting for Redis to answer", START_WAITING_LIMIT).join("\n");
     assert!(seen.contains("launched instance "), "the wait follows a launch:\n{seen}");
-    deploy.send_signal(signal);
-    let (status, stderr) = deploy.wait_for_exit(EXIT_AFTER_SIGNAL_LIMIT);
+    watched.send_signal(signal);
+    let (status, stderr) = watched.wait_for_exit(EXIT_AFTER_SIGNAL_LIMIT);
 
     assert!(!status.success(), "an interrupted deploy must fail: {status}\n{stderr}");
     assert_eq!(status.code(), Some(1), "exits through the error path, not killed by the signal:\n{stderr}");
@@ -197,7 +196,6 @@ async fn interrupt_then_resume(signal: &str, signal_name: &str) {
     let private_ip = instances[0].private_ip_address().expect("private IP");
     assert_eq!(options_redis_ip(&emulator), private_ip, "REDIS_IP is the adopted instance's IP");
 }
-
 
 #[tokio::test]
 async fn sigint_stops_wait_and_rerun_adopts() {
@@ -263,7 +261,7 @@ fn ssh_from_anywhere() -> IpPermission {
 #[tokio::test]
 async fn status_after_deploy_is_in_sync() {
     let emulator = Emulator::start().await;
-    deploy(&emulator).await;
+    deploy(&emulator);
     let instance_id = record_field(&emulator, "instance_id");
 
     let output = emulator.run(&["status"]);
@@ -296,7 +294,7 @@ async fn status_without_record_is_in_sync() {
 #[tokio::test]
 async fn extra_ingress_rule_drifts_until_deploy_repairs() {
     let emulator = Emulator::start().await;
-    deploy(&emulator).await;
+    deploy(&emulator);
     let group_id = record_field(&emulator, "security_group_id");
     emulator
         .client
@@ -314,7 +312,7 @@ async fn extra_ingress_rule_drifts_until_deploy_repairs() {
     assert!(detail.contains("TCP 22 from 0.0.0.0/0"), "names the extra rule: {detail}");
     assert!(detail.contains("`cargo xtask deploy-redis` repairs it"), "names the fix: {detail}");
 
-    let repair = deploy(&emulator).await;
+    let repair = deploy(&emulator);
     assert!(stderr_text(&repair).contains("repairing ingress"), "says it repairs: {}", describe(&repair));
     let groups = emulator.client.describe_security_groups().group_ids(&group_id).send().await.unwrap();
     let ingress = groups.security_groups()[0].ip_permissions();
@@ -332,7 +330,7 @@ async fn extra_ingress_rule_drifts_until_deploy_repairs() {
 #[tokio::test]
 async fn terminated_instance_drifts() {
     let emulator = Emulator::start().await;
-    deploy(&emulator).await;
+    deploy(&emulator);
     let instance_id = record_field(&emulator, "instance_id");
     emulator
         .client
@@ -353,7 +351,7 @@ async fn terminated_instance_drifts() {
 #[tokio::test]
 async fn edited_private_ip_drifts() {
     let emulator = Emulator::start().await;
-    deploy(&emulator).await;
+    deploy(&emulator);
     let private_ip = record_field(&emulator, "private_ip");
     let record_path = emulator.output_file("generated/deployment.yaml");
     let record = std::fs::read_to_string(&record_path).unwrap();
@@ -372,7 +370,7 @@ async fn edited_private_ip_drifts() {
 #[tokio::test]
 async fn changed_templates_drift_user_data() {
     let emulator = Emulator::start().await;
-    deploy(&emulator).await;
+    deploy(&emulator);
     let templates = changed_templates(&emulator);
 
     let report = assert_drift(&emulator, &["--templates", templates.as_str()], "user_data");
@@ -388,16 +386,16 @@ async fn changed_templates_drift_user_data() {
 #[tokio::test]
 async fn changed_user_data_needs_replace() {
     let emulator = Emulator::start().await;
-    deploy(&emulator).await;
+    deploy(&emulator);
     let old_id = record_field(&emulator, "instance_id");
     let templates = changed_templates(&emulator);
     let before = snapshot(&emulator.output_dir);
 
-    let refused = emulator.run(&["deploy-redis", "--templates", templates.as_str()]);
-    assert!(!refused.status.success(), "a changed user data needs --replace: {}", describe(&refused));
-    assert!(stderr_text(&refused).contains("--replace"), "names --replace: {}", describe(&refused));
-    assert!(stderr_text(&refused).contains(&old_id), "names the instance: {}", describe(&refused));
-    assert!(stderr_text(&refused).contains("Nothing was changed"), "says nothing changed: {}", describe(&refused));
+    let rejected = emulator.run(&["deploy-redis", "--templates", templates.as_str()]);
+    assert!(!rejected.status.success(), "a changed user data needs --replace: {}", describe(&rejected));
+    assert!(stderr_text(&rejected).contains("--replace"), "names --replace: {}", describe(&rejected));
+    assert!(stderr_text(&rejected).contains(&old_id), "names the instance: {}", describe(&rejected));
+    assert!(stderr_text(&rejected).contains("Nothing was changed"), "says nothing changed: {}", describe(&rejected));
     let instances = emulator.live_instances().await;
     let ids: Vec<&str> = instances.iter().filter_map(|instance| instance.instance_id()).collect();
     assert_eq!(ids, [old_id.as_str()], "no new instance");
@@ -458,16 +456,16 @@ async fn protect_from_termination(emulator: &Emulator, instance_id: &str) {
 #[tokio::test]
 async fn destroy_needs_flag_then_removes_everything() {
     let emulator = Emulator::start().await;
-    deploy(&emulator).await;
+    deploy(&emulator);
     let instance_id = record_field(&emulator, "instance_id");
     let group_id = record_field(&emulator, "security_group_id");
     protect_from_termination(&emulator, &instance_id).await;
     let before = snapshot(&emulator.output_dir);
 
-    let refused = emulator.run(&["destroy-redis"]);
-    assert!(!refused.status.success(), "protection needs the flag: {}", describe(&refused));
-    assert!(stderr_text(&refused).contains("--disable-termination-protection"), "names the flag: {}", describe(&refused));
-    assert!(stderr_text(&refused).contains(&instance_id), "names the instance: {}", describe(&refused));
+    let rejected = emulator.run(&["destroy-redis"]);
+    assert!(!rejected.status.success(), "protection needs the flag: {}", describe(&rejected));
+    assert!(stderr_text(&rejected).contains("--disable-termination-protection"), "names the flag: {}", describe(&rejected));
+    assert!(stderr_text(&rejected).contains(&instance_id), "names the instance: {}", describe(&rejected));
     assert_eq!(emulator.instance_state(&instance_id).await, InstanceStateName::Running, "the instance still runs");
     assert_eq!(emulator.redis_groups().await.len(), 1, "the group still exists");
     assert_eq!(snapshot(&emulator.output_dir), before, "no file changed");
@@ -503,7 +501,7 @@ async fn destroy_without_record_succeeds() {
 #[tokio::test]
 async fn destroy_after_replace_deletes_group() {
     let emulator = Emulator::start().await;
-    deploy(&emulator).await;
+    deploy(&emulator);
     let old_id = record_field(&emulator, "instance_id");
     let templates = changed_templates(&emulator);
     let replaced = emulator.run(&["deploy-redis", "--templates", templates.as_str(), "--replace"]);

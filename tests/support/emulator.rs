@@ -29,7 +29,7 @@ pub struct Emulator {
     pub network: SeededNetwork,
     pub settings_path: Utf8PathBuf,
     pub output_dir: Utf8PathBuf,
-    /// The temporary directory that holds the settings, the output directory and moto's log.
+    /// The temporary directory that contains the settings, the output directory and moto's log.
     pub root: Utf8PathBuf,
     endpoint: String,
     _moto: MotoServer,

@@ -64,6 +64,10 @@ pub struct DeployRedis {
     /// Replace a running instance whose user data differs from the rendered one.
     #[arg(long)]
     pub replace: bool,
+    /// Also write the plan as Markdown: to the GitHub Actions job summary when GITHUB_STEP_SUMMARY
+    /// is set, else to PATH, else to stdout.
+    #[arg(long, value_name = "PATH", num_args = 0..=1, requires = "dry_run")]
+    pub markdown: Option<Option<Utf8PathBuf>>,
     /// Launch with a fresh client token, when EC2 refuses the derived one because the instance it
     /// launched was terminated.
     #[arg(long)]
@@ -78,6 +82,10 @@ pub struct Status {
     /// Print one JSON document instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Also write the report as Markdown: to the GitHub Actions job summary when
+    /// GITHUB_STEP_SUMMARY is set, else to PATH, else to stdout.
+    #[arg(long, value_name = "PATH", num_args = 0..=1)]
+    pub markdown: Option<Option<Utf8PathBuf>>,
 }
 
 #[derive(Debug, Args)]

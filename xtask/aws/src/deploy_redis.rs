@@ -20,6 +20,8 @@ use crate::ec2::instance::{self, InstanceView, LaunchRequest};
 use crate::ec2::network::{SecurityGroup, Subnet, Vpc, find_app_security_group, find_subnet, find_vpc};
 use crate::ec2::readiness::{ReadyCheck, wait_until_ready};
 use crate::ec2::security_group::{self, RedisGroup};
+use crate::markdown::Destination;
+use crate::plan::{self, PlanReport};
 use crate::progress::Progress;
 use crate::sdk;
 
@@ -82,6 +84,9 @@ pub enum InstancePlan {
     Reuse(InstanceView),
     /// Launch a new instance, switch to it, then terminate the old one (`--replace`).
     Replace(InstanceView),
+    /// The instance runs other user data and `--replace` was not given: a deploy stops, a dry
+    /// run shows it as a warning.
+    NeedsReplace { existing: InstanceView, live_user_data_sha256: String },
 }
 
 /// Decides between launching, reusing and replacing.
@@ -106,7 +111,11 @@ pub async fn plan_instance(client: &Client, found: &Found, user_data_sha256: &st
     if replace {
         return Ok(InstancePlan::Replace(existing.clone()));
     }
-    bail!(
+    Ok(InstancePlan::NeedsReplace { existing: existing.clone(), live_user_data_sha256: live_sha256 })
+}
+
+fn needs_replace_error(existing: &InstanceView, live_sha256: &str, user_data_sha256: &str) -> anyhow::Error {
+    anyhow::anyhow!(
         "instance {} runs other user data (sha256 {live_sha256}) than generated/user-data.yaml (sha256 \
          {user_data_sha256}); cloud-init runs user data only at the first boot, so the change needs a new \
          instance. Nothing was changed: rerun with --replace to launch a new instance, switch to it, and \
@@ -139,8 +148,15 @@ pub async fn deploy(client: &Client, region: &str, project: &Project, prepared: 
     let found = look_up(client, &prepared.settings).await?;
     let plan = plan_instance(client, &found, &prepared.user_data_sha256, flags.replace).await?;
     if flags.dry_run {
-        print_dry_run(project, prepared, region, &found, &plan)?;
+        let report = plan_report(project, prepared, region, &found, &plan)?;
+        print!("{}", plan::render_text(&report));
+        if let Some(requested) = &flags.markdown {
+            Destination::from_environment(requested.as_deref()).write(&plan::render_markdown(&report))?;
+        }
         return Ok(Outcome::Planned);
+    }
+    if let InstancePlan::NeedsReplace { existing, live_user_data_sha256 } = &plan {
+        return Err(needs_replace_error(existing, live_user_data_sha256, &prepared.user_data_sha256));
     }
 
     let redis_group_id = ensure_redis_group(client, &prepared.settings, &found).await?;
@@ -152,6 +168,7 @@ pub async fn deploy(client: &Client, region: &str, project: &Project, prepared: 
         InstancePlan::Launch | InstancePlan::Replace(_) => {
             launch(client, prepared, &found, &redis_group_id, flags.new_launch).await?
         }
+        InstancePlan::NeedsReplace { .. } => unreachable!("a deploy without --replace stopped above"),
     };
 
     let ready = wait_interruptibly(client, prepared, &instance_id, Duration::from_secs(flags.timeout)).await?;
@@ -327,60 +344,19 @@ async fn retire_instance(client: &Client, instance_id: &str) -> anyhow::Result<(
     Ok(())
 }
 
-fn print_dry_run(project: &Project, prepared: &Prepared, region: &str, found: &Found, plan: &InstancePlan) -> anyhow::Result<()> {
-    let settings = &prepared.settings;
-    println!("Plan for deploy-redis in {region} (dry run: nothing in AWS or on disk changes)");
-    println!("  VPC             {} ({}): found", found.vpc.name, found.vpc.id);
-    println!("  subnet          {} ({}, {}): found", settings.subnet_name, found.subnet.id, found.subnet.availability_zone);
-    println!("  app group       {} ({}): found", found.app_group.name, found.app_group.id);
-    println!("  image           {} ({}, {})", found.image.name, found.image.id, found.image.creation_date);
-    match &found.redis_group {
-        None => println!(
-            "  security group  {}: would be created, TCP {} from {} only",
-            settings.instance_name,
-            codegen::REDIS_PORT,
-            found.app_group.id
-        ),
-        Some(group) => {
-            let drift = security_group::ingress_drift(&group.ingress, &found.app_group.id);
-            let action = if drift.is_clean() { "reused".to_owned() } else { format!("would be repaired: {}", drift.describe().join("; ")) };
-            println!("  security group  {} ({}): {action}", settings.instance_name, group.id);
-        }
-    }
-    let launch_line = format!(
-        "would be launched: {}, encrypted gp3 root volume of {} GiB, IMDSv2 required, termination protection",
-        settings.instance_type,
-        settings.root_volume_gib.get()
-    );
-    let (instance_line, record) = match plan {
-        InstancePlan::Launch => (launch_line, None),
-        InstancePlan::Reuse(existing) => (format!("{} ({}): reused, user data unchanged", existing.id, existing.state.as_str()), Some(existing)),
-        InstancePlan::Replace(existing) => (format!("{launch_line}; then {} would be terminated", existing.id), None),
-    };
-    println!("  instance        {}: {instance_line}", settings.instance_name);
-    println!();
-    println!(
-        "User data ({} bytes, sha256 {}):\n{}",
-        prepared.user_data.contents.len(),
-        prepared.user_data_sha256,
-        prepared.user_data.contents
-    );
-
-    // A launch's private IP is unknown until EC2 assigns it, so the diff shows a placeholder.
-    let private_ip = record.and_then(|instance| instance.private_ip.clone()).unwrap_or_else(|| "<assigned at launch>".to_owned());
-    let record = DeploymentRecord {
-        region: region.to_owned(),
-        instance_id: record.map_or("<assigned at launch>".to_owned(), |instance| instance.id.clone()),
-        ami_id: record.map_or(found.image.id.clone(), |instance| instance.image_id.clone()),
-        instance_type: settings.instance_type.as_str().to_owned(),
-        vpc_id: found.vpc.id.clone(),
-        subnet_id: found.subnet.id.clone(),
-        security_group_id: found.redis_group.as_ref().map_or("<created at deploy>".to_owned(), |group| group.id.clone()),
-        private_ip,
-        user_data_sha256: prepared.user_data_sha256.clone(),
-    };
+/// Builds the dry run's plan, with the diff of every generated file the deploy would write.
+pub fn plan_report(project: &Project, prepared: &Prepared, region: &str, found: &Found, plan: &InstancePlan) -> anyhow::Result<PlanReport> {
+    let (rows, warnings) = plan::plan_rows(prepared, found, plan);
+    let record = plan::expected_record(prepared, region, found, plan);
     let mut files = vec![prepared.user_data.clone(), record.to_file(&project.deployment_record())];
     files.extend(codegen::render_ebextensions(&prepared.inputs(project), Some(&record))?);
-    println!("Changes to generated files:");
-    print_diffs(project, &files)
+    let diffs = generated::find_stale(&files, project.root())?;
+    Ok(PlanReport {
+        region: region.to_owned(),
+        rows,
+        user_data: prepared.user_data.contents.clone(),
+        user_data_sha256: prepared.user_data_sha256.clone(),
+        diffs,
+        warnings,
+    })
 }

@@ -24,8 +24,8 @@ use crate::sdk;
 const TERMINATION_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// How long DeleteSecurityGroup is retried while it fails with `DependencyViolation`.
-// NOTE: the bound is a guess: EC2 deletes a terminated instance's network interface a little after
-// the instance reports `terminated`, and moto (which the tests use) never reports the violation.
+// NOTE: The bound is an estimate, not measured. EC2 deletes a terminated instance's network
+// interface shortly after the instance reports `terminated`, and moto never returns the violation.
 const GROUP_RELEASE_TIMEOUT: Duration = Duration::from_secs(300);
 
 pub async fn run(project: &Project, settings_path: &Utf8Path, flags: &DestroyRedis) -> anyhow::Result<()> {
@@ -134,12 +134,21 @@ async fn delete_security_group(client: &Client, group_id: &str, destroyed_instan
 
     let mut backoff = Backoff::new();
     let deadline = tokio::time::Instant::now() + GROUP_RELEASE_TIMEOUT;
+    let mut wait_reported = false;
     loop {
         match client.delete_security_group().group_id(group_id).send().await {
             Ok(_) => return Ok(()),
             Err(error) if error_code(&error) == Some("InvalidGroup.NotFound") => return Ok(()),
             Err(error) if error_code(&error) == Some("DependencyViolation") && tokio::time::Instant::now() < deadline => {
-                eprintln!("security group {group_id} is still referenced while EC2 deletes the instance's network interface; retrying");
+                if !wait_reported {
+                    eprintln!(
+                        "{:#}; retrying for up to {} s, since EC2 deletes a terminated instance's network interface \
+                         with a delay",
+                        sdk_error("DeleteSecurityGroup", error),
+                        GROUP_RELEASE_TIMEOUT.as_secs()
+                    );
+                    wait_reported = true;
+                }
             }
             Err(error) => {
                 return Err(sdk_error("DeleteSecurityGroup", error)).with_context(|| {
@@ -151,9 +160,9 @@ async fn delete_security_group(client: &Client, group_id: &str, destroyed_instan
     }
 }
 
-/// Lists the network interfaces in the group that belong to something other than a terminated
-/// instance. EC2 deletes an instance's primary interface after the instance terminated, so those
-/// do not keep the group in use.
+/// Returns the ids of the network interfaces in the group, leaving out those attached to a
+/// terminated instance. EC2 deletes the interface it created at launch together with the
+/// instance, so such an interface does not keep the group in use. moto 5.2.1 keeps it attached.
 async fn interfaces_in_use(client: &Client, group_id: &str, destroyed_instance_id: &str) -> anyhow::Result<Vec<String>> {
     let output = client
         .describe_network_interfaces()

@@ -4,6 +4,8 @@
 pub mod deploy_redis;
 pub mod destroy_redis;
 pub mod ec2;
+pub mod markdown;
+pub mod plan;
 pub mod progress;
 pub mod sandbox;
 pub mod sdk;

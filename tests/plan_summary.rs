@@ -1,0 +1,127 @@
+//! The Markdown plan of `deploy-redis --dry-run --markdown`, compared with golden files. After an
+//! intended change, run `UPDATE_GOLDEN=1 cargo test -p xtask-aws --test plan_summary`.
+
+use aws_sdk_ec2::types::{InstanceStateName, IpPermission, IpRange, UserIdGroupPair};
+use camino::Utf8PathBuf;
+use xtask::generated::StaleFile;
+use xtask::project::Project;
+use xtask_aws::deploy_redis::{Found, InstancePlan, Prepared};
+use xtask_aws::ec2::image::Image;
+use xtask_aws::ec2::instance::InstanceView;
+use xtask_aws::ec2::network::{SecurityGroup, Subnet, Vpc};
+use xtask_aws::ec2::security_group::RedisGroup;
+use xtask_aws::plan::{self, PlanReport};
+
+fn golden_dir() -> Utf8PathBuf {
+    Project::from_manifest_dir().root().join("tests/golden")
+}
+
+fn check_golden(name: &str, actual: &str) {
+    let path = golden_dir().join("expected").join(name);
+    if std::env::var("UPDATE_GOLDEN").as_deref() == Ok("1") {
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("{path}: {error}; create it with UPDATE_GOLDEN=1"));
+    let diff = similar::TextDiff::from_lines(expected.as_str(), actual).unified_diff().header("golden", "rendered").to_string();
+    assert!(expected == actual, "{name} differs from its golden copy; if intended, rerun with UPDATE_GOLDEN=1\n{diff}");
+}
+
+fn prepared() -> Prepared {
+    Prepared::load(&Project::from_manifest_dir(), &golden_dir().join("deploy.yaml")).unwrap()
+}
+
+fn redis_rule(source_group: &str) -> IpPermission {
+    IpPermission::builder()
+        .ip_protocol("tcp")
+        .from_port(6379)
+        .to_port(6379)
+        .user_id_group_pairs(UserIdGroupPair::builder().group_id(source_group).build())
+        .build()
+}
+
+fn found(redis_group: Option<RedisGroup>, instance: Option<InstanceView>) -> Found {
+    Found {
+        vpc: Vpc { id: "vpc-0123456789abcdef0".into(), name: "emr-network".into() },
+        subnet: Subnet { id: "subnet-0123456789abcdef0".into(), availability_zone: "eu-central-1a".into() },
+        app_group: SecurityGroup { id: "sg-0123456789abcdef0".into(), name: "emr-app".into() },
+        image: Image {
+            id: "ami-0123456789abcdef0".into(),
+            name: "ubuntu/images/hvm-ssd/ubuntu-jammy-22.04-arm64-server-20251105".into(),
+            creation_date: "2025-11-05T09:30:00.000Z".into(),
+            root_device_name: "/dev/sda1".into(),
+        },
+        redis_group,
+        instance,
+    }
+}
+
+fn running_instance() -> InstanceView {
+    InstanceView {
+        id: "i-0123456789abcdef0".into(),
+        state: InstanceStateName::Running,
+        private_ip: Some("10.20.1.37".into()),
+        image_id: "ami-0123456789abcdef0".into(),
+        instance_type: "t4g.small".into(),
+        subnet_id: "subnet-0123456789abcdef0".into(),
+        security_group_ids: vec!["sg-0fedcba9876543210".into()],
+        state_reason: None,
+    }
+}
+
+/// Builds a report with a fixed diff, so the golden files do not depend on the checkout.
+fn report(found: &Found, instance_plan: &InstancePlan, diffs: Vec<StaleFile>) -> PlanReport {
+    let prepared = prepared();
+    let (rows, warnings) = plan::plan_rows(&prepared, found, instance_plan);
+    PlanReport {
+        region: "eu-central-1".into(),
+        rows,
+        user_data: prepared.user_data.contents.clone(),
+        user_data_sha256: prepared.user_data_sha256.clone(),
+        diffs,
+        warnings,
+    }
+}
+
+fn options_diff(old_ip: &str) -> StaleFile {
+    StaleFile {
+        path: "openemr/.ebextensions/00-options.config".into(),
+        diff: format!(
+            "--- a/openemr/.ebextensions/00-options.config\n+++ b/openemr/.ebextensions/00-options.config\n@@ -4,3 +4,3 @@\n     TIMEZONE: \"Europe/Berlin\"\n-    REDIS_IP: \"{old_ip}\"\n+    REDIS_IP: \"<assigned at launch>\"\n     FILE_SYSTEM_ID: \"fs-0123456789abcdef0\"\n"
+        ),
+    }
+}
+
+#[test]
+fn plan_that_creates_everything() {
+    let found = found(None, None);
+    let markdown = plan::render_markdown(&report(&found, &InstancePlan::Launch, vec![options_diff("")]));
+    check_golden("plan-create.md", &markdown);
+}
+
+#[test]
+fn plan_that_reuses_everything() {
+    let group = RedisGroup { id: "sg-0fedcba9876543210".into(), ingress: vec![redis_rule("sg-0123456789abcdef0")] };
+    let found = found(Some(group), Some(running_instance()));
+    let markdown = plan::render_markdown(&report(&found, &InstancePlan::Reuse(running_instance()), Vec::new()));
+    check_golden("plan-reuse.md", &markdown);
+}
+
+#[test]
+fn plan_with_drift() {
+    let ssh = IpPermission::builder()
+        .ip_protocol("tcp")
+        .from_port(22)
+        .to_port(22)
+        .ip_ranges(IpRange::builder().cidr_ip("0.0.0.0/0").build())
+        .build();
+    let group = RedisGroup { id: "sg-0fedcba9876543210".into(), ingress: vec![redis_rule("sg-0123456789abcdef0"), ssh] };
+    let found = found(Some(group), Some(running_instance()));
+    let instance_plan = InstancePlan::NeedsReplace { existing: running_instance(), live_user_data_sha256: "f".repeat(64) };
+    let markdown = plan::render_markdown(&report(&found, &instance_plan, vec![options_diff("10.20.1.37")]));
+
+    assert!(markdown.contains("### Warnings"), "{markdown}");
+    assert!(markdown.contains("unexpected rule: TCP 22 from 0.0.0.0/0"), "{markdown}");
+    assert!(markdown.contains("--replace"), "{markdown}");
+    check_golden("plan-drift.md", &markdown);
+}
