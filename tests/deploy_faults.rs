@@ -410,7 +410,7 @@ fn assert_deployed(workspace: &Workspace, outcome: &Outcome) {
     assert_eq!(record.user_data_sha256, workspace.prepared.user_data_sha256, "record: {record:?}");
 
     let on_disk = DeploymentRecord::load(&workspace.project.deployment_record()).expect("record reads");
-    assert_eq!(on_disk.as_ref(), Some(record), "generated/deployment.yaml differs from the outcome");
+    assert_eq!(on_disk.as_ref(), Some(record.as_ref()), "generated/deployment.yaml differs from the outcome");
 
     let options_text = std::fs::read_to_string(workspace.options_file()).expect("options file written");
     let options: serde_yaml::Value = serde_yaml::from_str(&options_text).expect("options file is YAML");

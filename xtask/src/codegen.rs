@@ -104,7 +104,7 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 /// Runs the `codegen` command: regenerates the files, or in check mode only compares them.
 pub fn run(project: &Project, settings_path: &Utf8Path, mode: Mode) -> anyhow::Result<()> {
     let settings = Settings::load(settings_path)?;
-    let templates = render::load_templates(&project.templates_dir())?;
+    let templates = render::load_templates(project.templates_dir())?;
     let settings_name = settings_path.strip_prefix(project.root()).unwrap_or(settings_path);
     let inputs = Inputs { project, settings: &settings, settings_name, templates: &templates };
     let files = render_all(&inputs)?;

@@ -39,7 +39,7 @@ impl Prepared {
     /// any request.
     pub fn load(project: &Project, settings_path: &Utf8Path) -> anyhow::Result<Prepared> {
         let settings = Settings::load(settings_path)?;
-        let templates = render::load_templates(&project.templates_dir())?;
+        let templates = render::load_templates(project.templates_dir())?;
         let settings_name = settings_path.strip_prefix(project.root()).unwrap_or(settings_path).to_owned();
         let inputs = Inputs { project, settings: &settings, settings_name: &settings_name, templates: &templates };
         let user_data = codegen::render_user_data(&inputs)?;
@@ -127,7 +127,16 @@ fn needs_replace_error(existing: &InstanceView, live_sha256: &str, user_data_sha
 pub async fn run(project: &Project, settings_path: &Utf8Path, flags: &DeployRedis) -> anyhow::Result<()> {
     let prepared = Prepared::load(project, settings_path)?;
     let connection = sdk::connect(prepared.settings.region.as_ref().map(|region| region.as_str())).await?;
-    let outcome = deploy(&connection.client, &connection.region, project, &prepared, flags).await?;
+    // The wait has its own handler that names the instance. This one covers the lookups and the
+    // launch, where an interruption can leave a launched instance that the next run adopts.
+    let outcome = tokio::select! {
+        biased;
+        outcome = deploy(&connection.client, &connection.region, project, &prepared, flags) => outcome?,
+        signal = interrupted() => bail!(
+            "{signal} received before the wait for the instance began; nothing was written. Rerun \
+             `cargo xtask deploy-redis`: it adopts an instance this run launched instead of launching another"
+        ),
+    };
     if let Outcome::Ready(record) = outcome {
         println!("Redis is ready on instance {} at {}:{}", record.instance_id, record.private_ip, codegen::REDIS_PORT);
     }
@@ -140,7 +149,7 @@ pub enum Outcome {
     /// A dry run printed its plan.
     Planned,
     /// The instance is ready and the record says so.
-    Ready(DeploymentRecord),
+    Ready(Box<DeploymentRecord>),
 }
 
 /// Deploys with a ready client: the whole command after configuration, for tests to drive.
@@ -193,7 +202,7 @@ pub async fn deploy(client: &Client, region: &str, project: &Project, prepared: 
     if let InstancePlan::Replace(old) = &plan {
         retire_instance(client, &old.id).await?;
     }
-    Ok(Outcome::Ready(record))
+    Ok(Outcome::Ready(Box::new(record)))
 }
 
 async fn ensure_redis_group(client: &Client, settings: &Settings, found: &Found) -> anyhow::Result<String> {

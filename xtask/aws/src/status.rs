@@ -18,6 +18,7 @@ use crate::ec2::image::find_ubuntu_image;
 use crate::ec2::instance::{describe_instance, instance_user_data};
 use crate::ec2::network::{find_app_security_group, find_vpc};
 use crate::ec2::{filter, sdk_error, security_group};
+use crate::markdown::Destination;
 use crate::sdk;
 
 /// Exit code for "the record and AWS disagree".
@@ -60,6 +61,9 @@ pub async fn run(project: &Project, settings_path: &Utf8Path, flags: &Status) ->
         println!("{}", serde_json::to_string_pretty(&report).context("failed to serialize the status report")?);
     } else {
         print_report(&report);
+    }
+    if let Some(requested) = &flags.markdown {
+        Destination::from_environment(requested.as_deref()).write(&render_markdown(&report))?;
     }
     Ok(if report.in_sync { ExitCode::SUCCESS } else { ExitCode::from(DRIFT_EXIT_CODE) })
 }
@@ -145,6 +149,28 @@ async fn security_group_check(client: &Client, prepared: &Prepared, record: &Dep
     Ok(Check { name: "security_group", in_sync: drift.is_clean(), detail })
 }
 
+/// Formats the report as GitHub-flavoured Markdown, with drift first in the reader's eye.
+pub fn render_markdown(report: &Report) -> String {
+    let verdict = if report.in_sync { "in sync" } else { "**drift**" };
+    let subject = report.instance_id.as_deref().map(|id| format!(" `{id}`")).unwrap_or_default();
+    let mut markdown = format!("## Redis deployment{subject}: {verdict}\n\n");
+    if !report.checks.is_empty() {
+        markdown.push_str("| check | state | detail |\n|---|---|---|\n");
+        for check in &report.checks {
+            let state = if check.in_sync { "ok" } else { "**drift**" };
+            let detail = check.detail.replace('|', "\\|").replace('\n', " ");
+            markdown.push_str(&format!("| {} | {state} | {detail} |\n", check.name));
+        }
+    }
+    if !report.notices.is_empty() {
+        markdown.push_str("\n### Notes\n\n");
+        for notice in &report.notices {
+            markdown.push_str(&format!("- {}\n", notice.replace('\n', " ")));
+        }
+    }
+    markdown
+}
+
 fn print_report(report: &Report) {
     let verdict = if report.in_sync { "in sync" } else { "DRIFT" };
     match &report.instance_id {
@@ -157,5 +183,31 @@ fn print_report(report: &Report) {
     }
     for notice in &report.notices {
         println!("  note  {notice}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markdown_marks_drift_and_escapes_cells() {
+        let report = Report {
+            in_sync: false,
+            instance_id: Some("i-0123456789abcdef0".into()),
+            checks: vec![
+                Check { name: "instance", in_sync: true, detail: "i-0123456789abcdef0 is running".into() },
+                Check { name: "security_group", in_sync: false, detail: "unexpected rule: TCP 22 | 0.0.0.0/0".into() },
+            ],
+            notices: vec!["a newer Ubuntu image exists".into()],
+        };
+        assert_eq!(
+            render_markdown(&report),
+            "## Redis deployment `i-0123456789abcdef0`: **drift**\n\n\
+             | check | state | detail |\n|---|---|---|\n\
+             | instance | ok | i-0123456789abcdef0 is running |\n\
+             | security_group | **drift** | unexpected rule: TCP 22 \\| 0.0.0.0/0 |\n\
+             \n### Notes\n\n- a newer Ubuntu image exists\n"
+        );
     }
 }

@@ -25,12 +25,18 @@ pub struct Backoff {
     next: Duration,
 }
 
+impl Default for Backoff {
+    fn default() -> Backoff {
+        Backoff { next: Backoff::FIRST }
+    }
+}
+
 impl Backoff {
     const FIRST: Duration = Duration::from_secs(1);
     const MAX: Duration = Duration::from_secs(10);
 
     pub fn new() -> Backoff {
-        Backoff { next: Backoff::FIRST }
+        Backoff::default()
     }
 
     pub fn next_delay(&mut self) -> Duration {
