@@ -1,7 +1,7 @@
 //! The Markdown plan of `deploy-redis --dry-run --markdown`, compared with golden files. After an
 //! intended change, run `UPDATE_GOLDEN=1 cargo test -p xtask-aws --test plan_summary`.
 
-use aws_sdk_ec2::types::{InstanceStateName, IpPermission, IpRange, UserIdGroupPair};
+use aws_sdk_ec2::types::{InstanceStateName, IpPermission, IpRange};
 use camino::Utf8PathBuf;
 use xtask::generated::StaleFile;
 use xtask::project::Project;
@@ -9,7 +9,7 @@ use xtask_aws::deploy_redis::{Found, InstancePlan, Prepared};
 use xtask_aws::ec2::image::Image;
 use xtask_aws::ec2::instance::InstanceView;
 use xtask_aws::ec2::network::{SecurityGroup, Subnet, Vpc};
-use xtask_aws::ec2::security_group::RedisGroup;
+use xtask_aws::ec2::security_group::{RedisGroup, redis_rule};
 use xtask_aws::plan::{self, PlanReport};
 
 fn golden_dir() -> Utf8PathBuf {
@@ -29,15 +29,6 @@ fn check_golden(name: &str, actual: &str) {
 
 fn prepared() -> Prepared {
     Prepared::load(&Project::from_manifest_dir(), &golden_dir().join("deploy.yaml")).unwrap()
-}
-
-fn redis_rule(source_group: &str) -> IpPermission {
-    IpPermission::builder()
-        .ip_protocol("tcp")
-        .from_port(6379)
-        .to_port(6379)
-        .user_id_group_pairs(UserIdGroupPair::builder().group_id(source_group).build())
-        .build()
 }
 
 fn found(redis_group: Option<RedisGroup>, instance: Option<InstanceView>) -> Found {

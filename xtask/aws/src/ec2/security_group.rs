@@ -91,7 +91,8 @@ async fn authorize_redis_rule(client: &Client, group_id: &str, app_group: &Secur
     Ok(())
 }
 
-fn redis_rule(app_group_id: &str) -> IpPermission {
+/// Builds the one ingress rule the Redis group should have.
+pub fn redis_rule(app_group_id: &str) -> IpPermission {
     IpPermission::builder()
         .ip_protocol("tcp")
         .from_port(REDIS_PORT)
