@@ -52,7 +52,7 @@ impl Prepared {
     }
 }
 
-/// What already exists in AWS, found by read-only calls.
+/// The resources that already exist in AWS, found by read-only calls.
 #[derive(Debug, Clone)]
 pub struct Found {
     pub vpc: Vpc,
@@ -76,7 +76,7 @@ pub async fn look_up(client: &Client, settings: &Settings) -> anyhow::Result<Fou
     Ok(Found { vpc, subnet, app_group, image, redis_group, instance })
 }
 
-/// What happens to the instance.
+/// The decision about the instance.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InstancePlan {
     Launch,
@@ -143,12 +143,12 @@ pub async fn run(project: &Project, settings_path: &Utf8Path, flags: &DeployRedi
     Ok(())
 }
 
-/// What a deploy ended with.
+/// The result of a deploy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// A dry run printed its plan.
     Planned,
-    /// The instance is ready and the record says so.
+    /// The instance is ready, and this record was written.
     Ready(Box<DeploymentRecord>),
 }
 

@@ -85,7 +85,7 @@ pub async fn find_instance(client: &Client, vpc_id: &str, name: &str) -> anyhow:
 }
 
 /// Describes one instance by id. `Ok(None)` means EC2 does not know it (yet): right after
-/// `RunInstances`, EC2's eventual consistency can answer `InvalidInstanceID.NotFound`.
+/// `RunInstances`, EC2 is eventually consistent and can return `InvalidInstanceID.NotFound`.
 pub async fn describe_instance(client: &Client, instance_id: &str) -> anyhow::Result<Option<InstanceView>> {
     let result = client.describe_instances().instance_ids(instance_id).send().await;
     let output = match result {
@@ -114,7 +114,7 @@ pub async fn instance_user_data(client: &Client, instance_id: &str) -> anyhow::R
         .with_context(|| format!("user data of instance {instance_id} is not valid base64"))
 }
 
-/// What to launch. `client_token` makes a retried launch return the same instance.
+/// The parameters of a launch. `client_token` makes a retried launch return the same instance.
 #[derive(Debug, Clone)]
 pub struct LaunchRequest<'a> {
     pub name: &'a str,

@@ -46,7 +46,7 @@ impl Backoff {
     }
 }
 
-/// What proves the instance is ready.
+/// The evidence that the instance is ready.
 #[derive(Debug, Clone)]
 pub enum ReadyCheck {
     /// The completion line on the serial console, carrying the SHA-256 of the user data we sent.
@@ -180,7 +180,7 @@ async fn status_checks_pass(client: &Client, instance_id: &str, progress: &mut P
     Ok(passed)
 }
 
-/// What the serial console tells about the setup.
+/// The state of the setup as the serial console shows it.
 #[derive(Debug, PartialEq, Eq)]
 pub enum ConsoleVerdict {
     Ready,
