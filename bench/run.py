@@ -78,10 +78,9 @@ def main():
     args = parse_args()
     WORK_DIR.mkdir(parents=True, exist_ok=True)
     ensure_peer_venv()
-    check_prerequisites(args)
-
     if args.isolate and os.environ.get(ISOLATED_VARIABLE) != "1":
         rerun_in_loopback_namespace()
+    check_prerequisites(args)
 
     tools = select_tools(args)
     run_dir = WORK_DIR / "runs"
@@ -499,7 +498,8 @@ def is_loopback(address):
 
 
 def summarize(tool, pairs):
-    summary = {"command": tool.command("http://127.0.0.1:PORT", Path("OUTPUT"), Path("USER_DATA"))}
+    command = tool.command("http://127.0.0.1:PORT", Path("OUTPUT"), Path("USER_DATA"))
+    summary = {"command": [part.replace(f"{REPO}/", "") for part in command]}
     for step in ("first", "rerun"):
         seconds = [pair[step]["seconds"] for pair in pairs]
         counts = [len(pair[step]["requests"]) for pair in pairs]
@@ -541,6 +541,11 @@ def command_output(command):
     return (result.stdout or result.stderr).strip().splitlines()[0] if (result.stdout or result.stderr) else ""
 
 
+def command_lines(command):
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    return result.stdout.splitlines()
+
+
 def versions(tools):
     manifest = next((PEER_VENV / "lib").glob("python3*/site-packages/ansible_collections/amazon/aws/MANIFEST.json"))
     found = {
@@ -556,6 +561,8 @@ def versions(tools):
             [str(PEER_VENV / "bin" / "python"), "-c", "import boto3, botocore; print(boto3.__version__, botocore.__version__)"]
         ),
         "python": platform.python_version(),
+        "git_head": command_output(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"]),
+        "git_changed_files": str(len(command_lines(["git", "-C", str(REPO), "status", "--porcelain"]))),
     }
     for tool in tools:
         if tool.binary is not None:

@@ -801,3 +801,23 @@ fn launch_token_follows_launch_inputs() {
     assert!(token.len() <= 64, "token is {} characters: {token}", token.len());
     assert!(token.is_ascii(), "token: {token}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn console_without_latest_on_older_types() {
+    let workspace = Workspace::with_console_readiness();
+    let mut ec2 = Ec2::fresh_account(&workspace);
+    let console = ready_console_text(&workspace.prepared.user_data_sha256);
+    ec2.get_console_output = mock!(Client::get_console_output)
+        .sequence()
+        .http_response(|| {
+            ec2_error(400, "UnsupportedOperation", "The latest console output is only available on Nitro instances.")
+        })
+        .output(move || console_output(&console))
+        .build();
+
+    let outcome = run_deploy(&ec2, &workspace, &default_flags()).await.expect("deploy falls back to the buffered console");
+
+    assert_deployed(&workspace, &outcome);
+    let latest = ec2.requests.values("GetConsoleOutput", "Latest");
+    assert_eq!(latest, ["true", ""], "first with Latest=true, then without it");
+}

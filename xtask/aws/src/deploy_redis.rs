@@ -180,7 +180,12 @@ pub async fn deploy(client: &Client, region: &str, project: &Project, prepared: 
         InstancePlan::NeedsReplace { .. } => unreachable!("a deploy without --replace stopped above"),
     };
 
-    let ready = wait_interruptibly(client, prepared, &instance_id, Duration::from_secs(flags.timeout)).await?;
+    // An adopted instance was described moments ago, so the first poll reuses that view.
+    let seen = match &plan {
+        InstancePlan::Reuse(existing) => Some(existing.clone()),
+        _ => None,
+    };
+    let ready = wait_interruptibly(client, prepared, &instance_id, seen, Duration::from_secs(flags.timeout)).await?;
     let private_ip = ready
         .private_ip
         .clone()
@@ -275,7 +280,13 @@ pub fn launch_token(prepared: &Prepared, found: &Found, redis_group_id: &str, ne
 }
 
 /// Waits for readiness, and stops promptly on Ctrl-C or SIGTERM with how to resume.
-async fn wait_interruptibly(client: &Client, prepared: &Prepared, instance_id: &str, timeout: Duration) -> anyhow::Result<InstanceView> {
+async fn wait_interruptibly(
+    client: &Client,
+    prepared: &Prepared,
+    instance_id: &str,
+    seen: Option<InstanceView>,
+    timeout: Duration,
+) -> anyhow::Result<InstanceView> {
     let check = match prepared.settings.readiness {
         Readiness::RedisPing => ReadyCheck::ConsoleLine { user_data_sha256: prepared.user_data_sha256.clone() },
         Readiness::StatusChecks => ReadyCheck::StatusChecks,
@@ -283,7 +294,7 @@ async fn wait_interruptibly(client: &Client, prepared: &Prepared, instance_id: &
     let mut progress = Progress::start(&format!("instance {instance_id}"));
     let deadline = tokio::time::Instant::now() + timeout;
     let outcome = tokio::select! {
-        outcome = wait_until_ready(client, instance_id, &check, deadline, &mut progress) => outcome,
+        outcome = wait_until_ready(client, instance_id, &check, deadline, seen, &mut progress) => outcome,
         signal = interrupted() => Err(anyhow::anyhow!(
             "{signal} received while waiting for instance {instance_id}; nothing was written. The instance \
              keeps booting: rerun `cargo xtask deploy-redis` to resume, since it adopts the instance"

@@ -12,14 +12,15 @@ use tokio::time::Instant;
 use xtask::codegen::{FAILED_MARKER, READY_MARKER};
 
 use super::instance::{InstanceView, describe_instance};
-use super::sdk_error;
+use super::{error_code, sdk_error};
+use aws_sdk_ec2::operation::get_console_output::GetConsoleOutputOutput;
 use crate::progress::Progress;
 
 /// Console lines shown with a failed provisioning.
 const CONSOLE_EXCERPT_LINES: usize = 20;
 
-/// Poll delays: 1 s, growing by half each time, at most 10 s. That is 12 requests in the first
-/// minute and 6 a minute after, far below EC2's request rate limits.
+/// Poll delays: 1 s, growing by half each time, at most 10 s. That is 10 polls in the first
+/// minute and 6 a minute after, each one or two requests, far below EC2's request rate limits.
 #[derive(Debug, Clone)]
 pub struct Backoff {
     next: Duration,
@@ -55,18 +56,26 @@ pub enum ReadyCheck {
     StatusChecks,
 }
 
-/// Polls until the instance is `running` and `check` passes, or until `deadline`.
+/// Polls until the instance is `running` and `check` passes, or until `deadline`. `seen` is a
+/// view that DescribeInstances returned moments ago, such as the instance a rerun adopts; the
+/// first poll uses it instead of asking again.
 pub async fn wait_until_ready(
     client: &Client,
     instance_id: &str,
     check: &ReadyCheck,
     deadline: Instant,
+    seen: Option<InstanceView>,
     progress: &mut Progress,
 ) -> anyhow::Result<InstanceView> {
     let mut backoff = Backoff::new();
     let mut last_seen = String::from("not yet visible in DescribeInstances");
+    let mut seen = seen;
     loop {
-        if let Some(instance) = poll_once(client, instance_id, check, progress).await? {
+        let instance = match seen.take() {
+            Some(instance) => Some(instance),
+            None => describe_instance(client, instance_id).await?,
+        };
+        if let Some(instance) = poll_once(client, instance_id, instance, check, progress).await? {
             return Ok(instance);
         }
         if let Some(state) = progress.current_state() {
@@ -90,10 +99,11 @@ pub async fn wait_until_ready(
 async fn poll_once(
     client: &Client,
     instance_id: &str,
+    instance: Option<InstanceView>,
     check: &ReadyCheck,
     progress: &mut Progress,
 ) -> anyhow::Result<Option<InstanceView>> {
-    let Some(instance) = describe_instance(client, instance_id).await? else {
+    let Some(instance) = instance else {
         progress.set_state("launched, not yet visible in DescribeInstances");
         return Ok(None);
     };
@@ -131,13 +141,7 @@ async fn poll_once(
 }
 
 async fn console_says_ready(client: &Client, instance_id: &str, user_data_sha256: &str, progress: &mut Progress) -> anyhow::Result<bool> {
-    let output = client
-        .get_console_output()
-        .instance_id(instance_id)
-        .latest(true)
-        .send()
-        .await
-        .map_err(|error| sdk_error("GetConsoleOutput", error))?;
+    let output = console_output(client, instance_id).await?;
     let text = output
         .output()
         .and_then(|encoded| BASE64.decode(encoded).ok())
@@ -158,6 +162,22 @@ async fn console_says_ready(client: &Client, instance_id: &str, user_data_sha256
             "instance {instance_id} reports user data {reported}, not {user_data_sha256}: it runs another \
              version of the setup; replace it with `cargo xtask deploy-redis --replace`"
         ),
+    }
+}
+
+/// Fetches the newest console output. EC2 documents `Latest` for Nitro instance types only, so
+/// when EC2 rejects it (older Xen types such as t2), the buffered output is fetched instead.
+async fn console_output(client: &Client, instance_id: &str) -> anyhow::Result<GetConsoleOutputOutput> {
+    let latest = client.get_console_output().instance_id(instance_id).latest(true).send().await;
+    match latest {
+        Ok(output) => Ok(output),
+        Err(error) if matches!(error_code(&error), Some("UnsupportedOperation" | "InvalidParameterValue" | "InvalidParameterCombination")) => client
+            .get_console_output()
+            .instance_id(instance_id)
+            .send()
+            .await
+            .map_err(|error| sdk_error("GetConsoleOutput", error)),
+        Err(error) => Err(sdk_error("GetConsoleOutput", error)),
     }
 }
 
