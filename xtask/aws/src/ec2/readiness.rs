@@ -49,6 +49,13 @@ pub enum ReadyCheck {
     StatusChecks,
 }
 
+/// A ready instance, with the console text that proved it when the check read the console.
+#[derive(Debug, Clone)]
+pub struct Ready {
+    pub instance: InstanceView,
+    pub console: Option<String>,
+}
+
 /// Polls until the instance is `running` and `check` passes, or until `deadline`.
 pub async fn wait_until_ready(
     client: &Client,
@@ -56,7 +63,7 @@ pub async fn wait_until_ready(
     check: &ReadyCheck,
     deadline: Instant,
     progress: &mut Progress,
-) -> anyhow::Result<InstanceView> {
+) -> anyhow::Result<Ready> {
     let mut backoff = Backoff::new();
     let mut last_seen = String::from("not yet visible in DescribeInstances");
     loop {
@@ -86,7 +93,7 @@ async fn poll_once(
     instance_id: &str,
     check: &ReadyCheck,
     progress: &mut Progress,
-) -> anyhow::Result<Option<InstanceView>> {
+) -> anyhow::Result<Option<Ready>> {
     let Some(instance) = describe_instance(client, instance_id).await? else {
         progress.set_state("launched, not yet visible in DescribeInstances");
         return Ok(None);
@@ -117,14 +124,25 @@ async fn poll_once(
         }
     }
 
-    let ready = match check {
-        ReadyCheck::ConsoleLine { user_data_sha256 } => console_says_ready(client, instance_id, user_data_sha256, progress).await?,
-        ReadyCheck::StatusChecks => status_checks_pass(client, instance_id, progress).await?,
-    };
-    Ok(ready.then_some(instance))
+    match check {
+        ReadyCheck::ConsoleLine { user_data_sha256 } => {
+            let console = console_when_ready(client, instance_id, user_data_sha256, progress).await?;
+            Ok(console.map(|console| Ready { instance, console: Some(console) }))
+        }
+        ReadyCheck::StatusChecks => {
+            let passed = status_checks_pass(client, instance_id, progress).await?;
+            Ok(passed.then_some(Ready { instance, console: None }))
+        }
+    }
 }
 
-async fn console_says_ready(client: &Client, instance_id: &str, user_data_sha256: &str, progress: &mut Progress) -> anyhow::Result<bool> {
+/// Returns the console text once it carries the ready line for our user data.
+async fn console_when_ready(
+    client: &Client,
+    instance_id: &str,
+    user_data_sha256: &str,
+    progress: &mut Progress,
+) -> anyhow::Result<Option<String>> {
     let output = client
         .get_console_output()
         .instance_id(instance_id)
@@ -139,10 +157,10 @@ async fn console_says_ready(client: &Client, instance_id: &str, user_data_sha256
         .unwrap_or_default();
 
     match read_console(&text, user_data_sha256) {
-        ConsoleVerdict::Ready => Ok(true),
+        ConsoleVerdict::Ready => Ok(Some(text)),
         ConsoleVerdict::Waiting => {
             progress.set_state("running, waiting for Redis to answer (cloud-init)");
-            Ok(false)
+            Ok(None)
         }
         ConsoleVerdict::Failed { line, excerpt } => bail!(
             "provisioning of instance {instance_id} failed: {line}\nlast console lines:\n{excerpt}\nfix the cause \
