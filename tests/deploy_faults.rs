@@ -33,11 +33,11 @@ use aws_smithy_types::body::SdkBody;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use camino::{Utf8Path, Utf8PathBuf};
-use xtask::codegen::{FAILED_MARKER, READY_MARKER};
+use xtask::codegen::{self, CERTIFICATE_MARKER, FAILED_MARKER, READY_MARKER};
 use xtask::flags::DeployRedis;
 use xtask::project::Project;
 use xtask::record::DeploymentRecord;
-use xtask_aws::deploy_redis::{self, Found, Outcome, Prepared};
+use xtask_aws::deploy_redis::{self, Clients, Found, Outcome, Prepared};
 use xtask_aws::ec2::image::Image as FoundImage;
 use xtask_aws::ec2::network::{SecurityGroup as FoundGroup, Subnet as FoundSubnet, Vpc as FoundVpc};
 use xtask_aws::ec2::{MANAGED_BY_KEY, MANAGED_BY_VALUE};
@@ -52,6 +52,10 @@ const IMAGE_ID: &str = "ami-0a1b2c3d4e5f60001";
 const INSTANCE_ID: &str = "i-0a1b2c3d4e5f60001";
 const PRIVATE_IP: &str = "10.0.1.23";
 const INSTANCE_NAME: &str = "openemr-redis";
+const PARAMETER_NAME: &str = "/openemr/redis/password";
+const PARAMETER_ARN: &str = "arn:aws:ssm:us-east-1:123456789012:parameter/openemr/redis/password";
+/// The password the mocked SSM returns, made up here and used nowhere else.
+const TEST_PASSWORD: &str = "MockOnlyPassword0123456789abcdefghijklmn";
 
 /// SDK attempts per operation, so a throttled call is retried a few times before it fails.
 const MAX_ATTEMPTS: u32 = 4;
@@ -84,6 +88,9 @@ impl Workspace {
         let output_root = root.join("output");
         let project = Project::from_manifest_dir().with_output_root(output_root.clone());
         let prepared = Prepared::load(&project, &settings_path).expect("settings load and user data renders");
+        // The deploy renders the user data with the hash of the password in SSM, as here.
+        let password_sha256 = codegen::sha256_hex(TEST_PASSWORD.as_bytes());
+        let prepared = prepared.with_password_sha256(&project, Some(&password_sha256)).expect("user data renders");
         Workspace { _directory: directory, output_root, project, prepared }
     }
 
@@ -97,7 +104,34 @@ fn default_flags() -> DeployRedis {
 }
 
 async fn run_deploy(ec2: &Ec2, workspace: &Workspace, flags: &DeployRedis) -> anyhow::Result<Outcome> {
-    deploy_redis::deploy(&ec2.client(), REGION, &workspace.project, &workspace.prepared, flags).await
+    let clients = Clients { ec2: ec2.client(), ssm: ssm_client() };
+    deploy_redis::deploy(&clients, REGION, &workspace.project, &workspace.prepared, flags).await
+}
+
+/// An SSM client whose GetParameter returns the password parameter an earlier deploy created.
+fn ssm_client() -> aws_sdk_ssm::Client {
+    use aws_sdk_ssm::operation::get_parameter::GetParameterOutput;
+    use aws_sdk_ssm::types::{Parameter, ParameterType};
+
+    let get_parameter = mock!(aws_sdk_ssm::Client::get_parameter).then_output(|| {
+        let parameter = Parameter::builder()
+            .name(PARAMETER_NAME)
+            .r#type(ParameterType::SecureString)
+            .value(TEST_PASSWORD)
+            .arn(PARAMETER_ARN)
+            .version(1)
+            .build();
+        GetParameterOutput::builder().parameter(parameter).build()
+    });
+    let interceptor = MockResponseInterceptor::new().rule_mode(RuleMode::MatchAny).with_rule(&get_parameter);
+    let config = aws_sdk_ssm::Config::builder()
+        .behavior_version(aws_sdk_ssm::config::BehaviorVersion::latest())
+        .region(aws_sdk_ssm::config::Region::new(REGION))
+        .credentials_provider(aws_sdk_ssm::config::Credentials::new("test", "test", None, None, "test"))
+        .http_client(create_mock_http_client())
+        .interceptor(interceptor)
+        .build();
+    aws_sdk_ssm::Client::from_conf(config)
 }
 
 /// Records the form body of every attempt the SDK transmits, retries included, because
@@ -342,7 +376,32 @@ fn user_data_output(user_data: &str) -> DescribeInstanceAttributeOutput {
 }
 
 fn ready_console_text(user_data_sha256: &str) -> String {
-    format!("[    3.1] cloud-init[610]: Setting up redis-server ...\n[   41.7] {READY_MARKER} sha256={user_data_sha256}\n")
+    ready_console_with_certificate(user_data_sha256, &make_certificate_pem(PRIVATE_IP))
+}
+
+/// Returns the console of a finished setup that printed `pem` as the setup script does.
+fn ready_console_with_certificate(user_data_sha256: &str, pem: &str) -> String {
+    let mut console = String::from("[    3.1] cloud-init[610]: Setting up redis-server ...\n");
+    for line in pem.lines() {
+        console.push_str(&format!("{CERTIFICATE_MARKER} {line}\n"));
+    }
+    console.push_str(&format!("[   41.7] {READY_MARKER} sha256={user_data_sha256}\n"));
+    console
+}
+
+/// Makes a self-signed certificate for `ip` with openssl, as the setup script does.
+fn make_certificate_pem(ip: &str) -> String {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let output = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout"])
+        .arg(directory.path().join("key.pem"))
+        .args(["-out", "-", "-days", "2", "-subj", "/CN=openemr-redis", "-addext"])
+        .arg(format!("subjectAltName=IP:{ip}"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("openssl runs: install it with `apt-get install openssl`");
+    assert!(output.status.success(), "openssl failed: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).expect("PEM is UTF-8")
 }
 
 fn console_output(text: &str) -> GetConsoleOutputOutput {
@@ -404,6 +463,9 @@ fn assert_deployed(workspace: &Workspace, outcome: &Outcome) {
     let Outcome::Ready(record) = outcome else {
         panic!("expected a ready deployment, got {outcome:?}");
     };
+    assert_eq!(record.redis_password_parameter_arn.as_deref(), Some(PARAMETER_ARN), "record: {record:?}");
+    let password_sha256 = codegen::sha256_hex(TEST_PASSWORD.as_bytes());
+    assert_eq!(record.redis_password_sha256.as_deref(), Some(password_sha256.as_str()), "record: {record:?}");
     assert_eq!(record.instance_id, INSTANCE_ID, "record: {record:?}");
     assert_eq!(record.private_ip, PRIVATE_IP, "record: {record:?}");
     assert_eq!(record.security_group_id, REDIS_GROUP_ID, "record: {record:?}");
@@ -448,6 +510,7 @@ fn found_in_fresh_account() -> Found {
         },
         redis_group: None,
         instance: None,
+        password: None,
     }
 }
 
@@ -820,4 +883,71 @@ async fn console_without_latest_on_older_types() {
     assert_deployed(&workspace, &outcome);
     let latest = ec2.requests.values("GetConsoleOutput", "Latest");
     assert_eq!(latest, ["true", ""], "first with Latest=true, then without it");
+}
+
+#[tokio::test(start_paused = true)]
+async fn console_certificate_becomes_the_ca_file() {
+    let workspace = Workspace::with_console_readiness();
+    let mut ec2 = Ec2::fresh_account(&workspace);
+    let pem = make_certificate_pem(PRIVATE_IP);
+    let console = ready_console_with_certificate(&workspace.prepared.user_data_sha256, &pem);
+    ec2.get_console_output = mock!(Client::get_console_output).then_output(move || console_output(&console));
+
+    let outcome = run_deploy(&ec2, &workspace, &default_flags()).await.expect("deploy succeeds");
+
+    assert_deployed(&workspace, &outcome);
+    let ca_file = workspace.project.ebextensions_dir().join("redis-ca.pem");
+    let written = std::fs::read_to_string(&ca_file).expect("redis-ca.pem written");
+    assert_eq!(written, pem, "the file is the certificate from the console");
+    let Outcome::Ready(record) = outcome else { unreachable!() };
+    assert_eq!(record.redis_ca_sha256, Some(codegen::sha256_hex(pem.as_bytes())), "the record holds its SHA-256");
+}
+
+/// Runs a deploy whose console shows `console_certificate`, and returns the error message.
+async fn deploy_with_console_certificate(console_certificate: String) -> String {
+    let workspace = Workspace::with_console_readiness();
+    let mut ec2 = Ec2::fresh_account(&workspace);
+    let console = ready_console_with_certificate(&workspace.prepared.user_data_sha256, &console_certificate);
+    ec2.get_console_output = mock!(Client::get_console_output).then_output(move || console_output(&console));
+
+    let error = run_deploy(&ec2, &workspace, &default_flags()).await.unwrap_err();
+
+    assert_nothing_written(&workspace);
+    format!("{error:#}")
+}
+
+#[tokio::test(start_paused = true)]
+async fn malformed_certificate_is_an_error() {
+    let pem = make_certificate_pem(PRIVATE_IP).replace("M", "*");
+    let message = deploy_with_console_certificate(pem).await;
+
+    assert!(message.contains("certificate that instance"), "{message}");
+    assert!(message.contains("not valid"), "says what is wrong: {message}");
+    assert!(message.contains("nothing was written"), "{message}");
+    assert!(message.contains("--replace"), "names the way out: {message}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn certificate_for_another_ip_is_an_error() {
+    let message = deploy_with_console_certificate(make_certificate_pem("10.0.1.99")).await;
+
+    assert!(message.contains("names the IP addresses [10.0.1.99]"), "{message}");
+    assert!(message.contains(&format!("not the instance's private IP {PRIVATE_IP}")), "{message}");
+}
+
+#[test]
+fn expired_certificate_is_an_error() {
+    let pem = make_certificate_pem(PRIVATE_IP);
+    let in_a_year = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 365 * 86_400;
+
+    let error = xtask_aws::certificate::check_certificate(&pem, PRIVATE_IP, i64::try_from(in_a_year).unwrap()).unwrap_err();
+
+    assert!(error.to_string().starts_with("the certificate expired at"), "{error}");
+}
+
+#[test]
+fn certificate_not_yet_valid_is_an_error() {
+    let pem = make_certificate_pem(PRIVATE_IP);
+    let error = xtask_aws::certificate::check_certificate(&pem, PRIVATE_IP, 0).unwrap_err();
+    assert!(error.to_string().starts_with("the certificate is not valid yet"), "{error}");
 }

@@ -179,3 +179,110 @@ async fn markdown_goes_to_stdout_without_job_summary() {
     assert!(String::from_utf8_lossy(&output.stdout).contains("## Redis deploy plan (us-east-1)"), "{}", describe(&output));
     assert_eq!(std::fs::read_to_string(&summary).unwrap(), "# Earlier step\n", "nothing written to the summary file");
 }
+
+/// Builds an SSM client for the emulator, with fake credentials and its loopback endpoint.
+fn ssm_client(emulator: &Emulator) -> aws_sdk_ssm::Client {
+    let endpoint = emulator.endpoint().to_owned();
+    let config = aws_sdk_ssm::Config::builder()
+        .behavior_version(aws_sdk_ssm::config::BehaviorVersion::latest())
+        .region(aws_sdk_ssm::config::Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(aws_sdk_ssm::config::Credentials::new("testing", "testing", None, None, "moto-test"))
+        .build();
+    aws_sdk_ssm::Client::from_conf(config)
+}
+
+/// Reads the password and version of the parameter back from the emulator's SSM.
+async fn stored_password(emulator: &Emulator) -> (String, i64) {
+    let output = ssm_client(emulator)
+        .get_parameter()
+        .name("/openemr/redis/password")
+        .with_decryption(true)
+        .send()
+        .await
+        .expect("GetParameter on the emulator");
+    let parameter = output.parameter().expect("a parameter");
+    assert_eq!(parameter.r#type(), Some(&aws_sdk_ssm::types::ParameterType::SecureString));
+    (parameter.value().expect("a value").to_owned(), parameter.version())
+}
+
+/// Lists every file under `directory` with its contents.
+fn files_with_text(directory: &std::path::Path) -> Vec<(std::path::PathBuf, String)> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(directory).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(files_with_text(&path));
+        } else {
+            files.push((path.clone(), String::from_utf8_lossy(&std::fs::read(&path).unwrap()).into_owned()));
+        }
+    }
+    files
+}
+
+#[tokio::test]
+async fn password_is_created_once_and_reused() {
+    let emulator = Emulator::start().await;
+
+    let first = emulator.run(&["deploy-redis"]);
+    assert!(first.status.success(), "{}", describe(&first));
+    let (password, version) = stored_password(&emulator).await;
+    assert!(password.len() >= 32, "the password has {} characters", password.len());
+    assert!(password.bytes().all(|b| b.is_ascii_alphanumeric()), "the password is letters and digits only");
+    assert!(String::from_utf8_lossy(&first.stderr).contains("created SSM SecureString parameter"), "{}", describe(&first));
+
+    let second = emulator.run(&["deploy-redis"]);
+    assert!(second.status.success(), "{}", describe(&second));
+    assert_eq!(stored_password(&emulator).await, (password.clone(), version), "the second deploy reuses it");
+
+    let options: serde_yaml::Value = serde_yaml::from_str(&emulator.read_output("openemr/.ebextensions/00-options.config")).unwrap();
+    let arn = options["option_settings"]["aws:elasticbeanstalk:application:environmentsecrets"]["REDIS_PASSWORD"].as_str();
+    assert_eq!(arn, Some("arn:aws:ssm:us-east-1:123456789012:parameter/openemr/redis/password"), "{options:?}");
+    let user_data = emulator.read_output("generated/user-data.yaml");
+    let hash = xtask::codegen::sha256_hex(password.as_bytes());
+    assert!(user_data.contains(&format!("on \"#{hash}\"")), "the user data carries the password's hash");
+    // The sandbox's readiness reads no console, so no certificate file is written.
+    assert!(!emulator.output_file("openemr/.ebextensions/redis-ca.pem").exists(), "no certificate without a console");
+
+    for output in [&first, &second] {
+        assert!(!String::from_utf8_lossy(&output.stdout).contains(&password), "stdout shows the password");
+        assert!(!String::from_utf8_lossy(&output.stderr).contains(&password), "stderr shows the password");
+    }
+    for (path, text) in files_with_text(emulator.output_dir.as_std_path()) {
+        assert!(!text.contains(&password), "{} contains the password", path.display());
+    }
+    let checkout = xtask::project::Project::from_manifest_dir().root().to_owned();
+    let tracked = std::process::Command::new("git").arg("-C").arg(checkout.as_str()).args(["ls-files", "-z"]).output().unwrap();
+    assert!(tracked.status.success(), "git ls-files failed");
+    for name in String::from_utf8_lossy(&tracked.stdout).split('\0').filter(|name| !name.is_empty()) {
+        let text = std::fs::read(checkout.join(name)).map(|bytes| String::from_utf8_lossy(&bytes).into_owned());
+        assert!(!text.unwrap_or_default().contains(&password), "tracked file {name} contains the password");
+    }
+    for (path, text) in files_with_text(checkout.join("generated").as_std_path()) {
+        assert!(!text.contains(&password), "{} contains the password", path.display());
+    }
+}
+
+#[tokio::test]
+async fn rotation_replaces_password_and_names_redeploy() {
+    let emulator = Emulator::start().await;
+    let deploy = emulator.run(&["deploy-redis"]);
+    assert!(deploy.status.success(), "{}", describe(&deploy));
+    let (old_password, old_version) = stored_password(&emulator).await;
+
+    let rotate = emulator.run(&["rotate-redis-password"]);
+    assert!(rotate.status.success(), "{}", describe(&rotate));
+
+    let (new_password, new_version) = stored_password(&emulator).await;
+    assert_ne!(new_password, old_password, "the password changed");
+    assert!(new_version > old_version, "a new version: {new_version} after {old_version}");
+    let stdout = String::from_utf8_lossy(&rotate.stdout);
+    assert!(stdout.contains("cargo xtask deploy-redis --replace"), "names the Redis redeploy: {stdout}");
+    assert!(stdout.contains("deploy OpenEMR"), "names the app deploy: {stdout}");
+    assert!(!stdout.contains(&new_password), "stdout shows the password");
+    assert!(!String::from_utf8_lossy(&rotate.stderr).contains(&new_password), "stderr shows the password");
+
+    let stale = emulator.run(&["deploy-redis"]);
+    assert!(!stale.status.success(), "the old instance has the old hash: {}", describe(&stale));
+    assert!(String::from_utf8_lossy(&stale.stderr).contains("--replace"), "{}", describe(&stale));
+}

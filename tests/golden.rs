@@ -44,7 +44,8 @@ fn render_golden(record: Option<&DeploymentRecord>) -> Vec<(String, String)> {
     let settings_name = Utf8Path::new("tests/golden/deploy.yaml");
     let inputs = Inputs { project: &project, settings: &settings, settings_name, templates: &templates };
 
-    let mut files = vec![codegen::render_user_data(&inputs).unwrap()];
+    let password_sha256 = record.and_then(|record| record.redis_password_sha256.as_deref());
+    let mut files = vec![codegen::render_user_data(&inputs, password_sha256).unwrap()];
     files.extend(codegen::render_ebextensions(&inputs, record).unwrap());
     files
         .into_iter()
@@ -59,9 +60,29 @@ fn golden_record() -> DeploymentRecord {
 
 #[test]
 fn user_data_matches_golden() {
-    let files = render_golden(None);
+    let record = golden_record();
+    let files = render_golden(Some(&record));
     let (_, user_data) = files.iter().find(|(name, _)| name == "user-data.yaml").unwrap();
     check_golden("expected/user-data.yaml", user_data);
+}
+
+#[test]
+fn user_data_carries_only_password_hash() {
+    let record = golden_record();
+    let files = render_golden(Some(&record));
+    let (_, user_data) = files.iter().find(|(name, _)| name == "user-data.yaml").unwrap();
+    let hash = record.redis_password_sha256.as_deref().unwrap();
+    let acl_line = format!("      user \"openemr\" on \"#{hash}\" resetkeys ~PHPREDIS_SESSION:* -@all ");
+    assert!(user_data.contains(&acl_line), "{user_data}");
+    assert!(user_data.contains("      user default off resetpass resetkeys -@all\n"), "{user_data}");
+}
+
+#[test]
+fn user_data_before_deploy_disables_user() {
+    let files = render_golden(None);
+    let (_, user_data) = files.iter().find(|(name, _)| name == "user-data.yaml").unwrap();
+    assert!(user_data.contains("      user \"openemr\" off resetpass resetkeys "), "{user_data}");
+    assert!(!user_data.contains("\"openemr\" on"), "{user_data}");
 }
 
 #[test]
@@ -82,17 +103,28 @@ fn files_after_deploy_match_golden() {
 }
 
 #[test]
-fn options_file_holds_three_strings() {
+fn options_file_holds_four_strings_and_secret_arn() {
     let record = golden_record();
     let files = render_golden(Some(&record));
     let (_, options) = files.iter().find(|(name, _)| name == "00-options.config").unwrap();
     let parsed: serde_yaml::Value = serde_yaml::from_str(options).unwrap();
     let environment = parsed["option_settings"]["aws:elasticbeanstalk:application:environment"].as_mapping().unwrap();
+    let secrets = parsed["option_settings"]["aws:elasticbeanstalk:application:environmentsecrets"].as_mapping().unwrap();
 
-    assert_eq!(environment.len(), 3, "{options}");
+    assert_eq!(environment.len(), 4, "{options}");
     assert_eq!(environment["TIMEZONE"].as_str(), Some("Europe/Berlin"));
     assert_eq!(environment["REDIS_IP"].as_str(), Some("10.20.1.37"));
+    assert_eq!(environment["REDIS_USER"].as_str(), Some("openemr"));
     assert_eq!(environment["FILE_SYSTEM_ID"].as_str(), Some("fs-0123456789abcdef0"));
+    assert_eq!(secrets.len(), 1, "{options}");
+    assert_eq!(secrets["REDIS_PASSWORD"].as_str(), record.redis_password_parameter_arn.as_deref());
+}
+
+#[test]
+fn options_before_deploy_reference_no_secret() {
+    let files = render_golden(None);
+    let (_, options) = files.iter().find(|(name, _)| name == "00-options.config").unwrap();
+    assert!(!options.contains("environmentsecrets"), "{options}");
 }
 
 #[test]

@@ -44,6 +44,7 @@ fn found(redis_group: Option<RedisGroup>, instance: Option<InstanceView>) -> Fou
         },
         redis_group,
         instance,
+        password: None,
     }
 }
 

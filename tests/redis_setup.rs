@@ -8,8 +8,8 @@ use std::net::Ipv4Addr;
 use std::process::Command;
 
 use redis_support::{
-    REDIS_CONF_PATH, RedisServer, Reply, describe, free_port, parse_user_data, redis_conf_from_user_data,
-    rendered_user_data, require_program, require_redis, settings, write_files_entry,
+    Login, REDIS_CONF_PATH, RedisServer, TEST_PASSWORD, TEST_USER, describe, free_port, parse_user_data,
+    redis_conf_from_user_data, rendered_user_data, require_program, require_redis, settings, write_files_entry,
 };
 use serde_yaml::Value;
 use xtask::project::Project;
@@ -66,16 +66,62 @@ fn user_data_installs_redis_before_writing_its_config() {
     assert_eq!(entry.get("owner").and_then(Value::as_str), Some("redis:redis"), "{entry:#?}");
 }
 
-#[test]
-fn redis_runs_the_rendered_config_as_a_session_store() {
+/// A loopback address of its own, so that the server's certificate names it.
+const REDIS_TEST_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 58);
+
+fn start_rendered_server() -> RedisServer {
     require_redis();
     let conf = redis_conf_from_user_data(&rendered_user_data());
-    let server = RedisServer::start(&conf, Ipv4Addr::LOCALHOST, free_port());
+    RedisServer::start(&conf, REDIS_TEST_IP, free_port())
+}
 
-    assert_eq!(server.command(&["PING"]), Reply::Simple("PONG".into()));
-    // The instance's health check asks the same question through redis-cli.
-    assert_eq!(server.cli(&["ping"]), "PONG");
+#[test]
+fn redis_runs_the_rendered_config_as_a_session_store() {
+    let server = start_rendered_server();
+    let app = Login::User(TEST_USER, TEST_PASSWORD);
 
+    assert_eq!(server.cli_as(app, &["PING"]), "PONG");
+
+    let maxmemory_bytes = u64::from(settings().redis_maxmemory_mib().unwrap()) * 1024 * 1024;
+    assert_eq!(server.info_field("memory", "maxmemory_policy"), "volatile-lru");
+    assert_eq!(server.info_field("memory", "maxmemory"), maxmemory_bytes.to_string());
+    assert_eq!(server.info_field("persistence", "aof_enabled"), "0");
+
+    // What the phpredis session handler sends, with and without its session locking.
+    let key = "PHPREDIS_SESSION:probe";
+    let lock = "PHPREDIS_SESSION:probe_LOCK";
+    assert_eq!(server.cli_as(app, &["SETEX", key, "60", "value"]), "OK");
+    assert_eq!(server.cli_as(app, &["GET", key]), "value");
+    assert_eq!(server.cli_as(app, &["EXISTS", key]), "1");
+    assert_eq!(server.cli_as(app, &["EXPIRE", key, "60"]), "1");
+    assert_eq!(server.cli_as(app, &["SET", lock, "host|1", "NX", "PX", "30000"]), "OK");
+    let release = r#"if redis.call("get",KEYS[1]) == ARGV[1] then return redis.call("del",KEYS[1]) else return 0 end"#;
+    assert_eq!(server.cli_as(app, &["EVAL", release, "1", lock, "host|1"]), "1");
+    assert_eq!(server.cli_as(app, &["DEL", key]), "1");
+    assert_eq!(server.cli(&["EXISTS", key, lock]), "0", "the probe keys are gone");
+}
+
+#[test]
+fn redis_refuses_commands_outside_the_acl() {
+    let server = start_rendered_server();
+    let app = Login::User(TEST_USER, TEST_PASSWORD);
+
+    let refused: [&[&str]; 8] = [
+        &["SET", "other-key", "value"],
+        &["GET", "other-key"],
+        &["INFO"],
+        &["SCAN", "0"],
+        &["ACL", "LIST"],
+        &["CLIENT", "LIST"],
+        &["SUBSCRIBE", "channel"],
+        &["EVAL", "return redis.call('set', KEYS[1], 'x')", "1", "other-key"],
+    ];
+    for command in refused {
+        let reply = server.cli_as(app, command);
+        assert!(reply.starts_with("NOPERM"), "{command:?} must be refused by the ACL, got {reply:?}");
+    }
+
+    // These are renamed away as well, so no user can run them.
     let disabled: [&[&str]; 12] = [
         &["FLUSHALL"],
         &["FLUSHDB"],
@@ -91,22 +137,40 @@ fn redis_runs_the_rendered_config_as_a_session_store() {
         &["SHUTDOWN", "NOSAVE"],
     ];
     for command in disabled {
-        match server.command(command) {
-            Reply::Error(message) if message.starts_with("ERR unknown command") => {}
-            other => panic!("{command:?} must be disabled, got {other:?}"),
+        for login in [app, Login::User(redis_support::ADMIN_USER, redis_support::ADMIN_PASSWORD)] {
+            let reply = server.cli_as(login, command);
+            assert!(reply.starts_with("ERR unknown command"), "{command:?} must be disabled for {login:?}, got {reply:?}");
         }
     }
-    assert_eq!(server.command(&["PING"]), Reply::Simple("PONG".into()), "SHUTDOWN was refused");
+    assert_eq!(server.cli_as(app, &["PING"]), "PONG", "SHUTDOWN was refused");
+}
 
-    let maxmemory_bytes = u64::from(settings().redis_maxmemory_mib().unwrap()) * 1024 * 1024;
-    assert_eq!(server.info_field("memory", "maxmemory_policy"), "volatile-lru");
-    assert_eq!(server.info_field("memory", "maxmemory"), maxmemory_bytes.to_string());
-    assert_eq!(server.info_field("persistence", "aof_enabled"), "0");
+#[test]
+fn redis_refuses_wrong_password() {
+    let server = start_rendered_server();
+    let output = server.run_cli(Login::User(TEST_USER, "WrongPassword0123456789abcdefghijklmno"), &["PING"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stderr.contains("WRONGPASS"), "{}", describe(&output));
+    assert!(stdout.contains("NOAUTH"), "{}", describe(&output));
+}
 
-    assert_eq!(server.command(&["SET", "session-probe", "value", "EX", "60"]), Reply::Simple("OK".into()));
-    assert_eq!(server.command(&["GET", "session-probe"]), Reply::Bulk(Some("value".into())));
-    match server.command(&["TTL", "session-probe"]) {
-        Reply::Integer(ttl) if (1..=60).contains(&ttl) => {}
-        other => panic!("TTL after SET EX 60: {other:?}"),
+#[test]
+fn redis_refuses_default_user() {
+    let server = start_rendered_server();
+    let anonymous = server.cli_as(Login::Anonymous, &["PING"]);
+    assert!(anonymous.starts_with("NOAUTH"), "an unauthenticated client must be refused, got {anonymous:?}");
+
+    let output = server.run_cli(Login::User("default", ""), &["PING"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("WRONGPASS"), "the default user is disabled: {}", describe(&output));
+}
+
+#[test]
+fn redis_refuses_plaintext_connection() {
+    let server = start_rendered_server();
+    match server.plaintext_command(&["PING"]) {
+        Err(_) => {}
+        Ok(reply) => panic!("a plaintext client must get no reply, got {reply:?}"),
     }
 }

@@ -85,6 +85,10 @@ impl Emulator {
         command
     }
 
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
     pub fn output_file(&self, relative: &str) -> Utf8PathBuf {
         self.output_dir.join(relative)
     }

@@ -51,7 +51,14 @@ pub fn settings() -> Settings {
     Settings::load(&project.default_settings()).expect("deploy.yaml loads")
 }
 
-/// Renders the user data now, from `deploy.yaml` and `templates/`, the way `cargo xtask codegen` does.
+/// A password for the tests' Redis, made up here and used nowhere else.
+pub const TEST_PASSWORD: &str = "TestOnlyPassword0123456789abcdefghijklmnop";
+
+/// The ACL user of the app servers, as `deploy.yaml` leaves it at its default.
+pub const TEST_USER: &str = "openemr";
+
+/// Renders the user data now, from `deploy.yaml` and `templates/`, the way `cargo xtask
+/// deploy-redis` does once it has the password, here with [`TEST_PASSWORD`].
 pub fn rendered_user_data() -> String {
     let project = Project::from_manifest_dir();
     let settings_path = project.default_settings();
@@ -59,7 +66,8 @@ pub fn rendered_user_data() -> String {
     let templates = render::load_templates(project.templates_dir()).expect("templates load");
     let settings_name = settings_path.strip_prefix(project.root()).unwrap_or(&settings_path);
     let inputs = Inputs { project: &project, settings: &settings, settings_name, templates: &templates };
-    codegen::render_user_data(&inputs).expect("user data renders").contents
+    let password_sha256 = codegen::sha256_hex(TEST_PASSWORD.as_bytes());
+    codegen::render_user_data(&inputs, Some(&password_sha256)).expect("user data renders").contents
 }
 
 /// Parses user data as YAML.
@@ -86,13 +94,23 @@ pub fn redis_conf_from_user_data(user_data: &str) -> String {
         .to_owned()
 }
 
-/// Adapts the instance's Redis config to a test on loopback. Only three directives change:
-/// `bind` (the instance's holds the placeholder `@PRIVATE_IPV4@` that the setup script fills
-/// in), `port`, and `dir`. `dir` changes too because Redis writes its snapshot there, and the
-/// test must not write into the system's /var/lib/redis.
-pub fn config_for_test(conf: &str, ip: Ipv4Addr, port: u16, dir: &Path) -> String {
-    let dir = dir.to_str().expect("temporary directory is UTF-8");
-    assert!(!dir.contains(['"', '\\']), "temporary directory {dir} needs no quoting");
+/// User and password of an administrator that [`config_for_test`] adds, so that the tests can
+/// read `INFO`, which the app servers' user may not run.
+pub const ADMIN_USER: &str = "test-admin";
+pub const ADMIN_PASSWORD: &str = "TestOnlyAdminPassword0123456789abcdefgh";
+
+/// Adapts the instance's Redis config to a test on loopback. Five directives change: `bind`
+/// (the instance's holds the placeholder `@PRIVATE_IPV4@` that the setup script fills in),
+/// `tls-port`, `tls-cert-file`, `tls-key-file` (the test makes its own certificate) and `dir`.
+/// `dir` changes because Redis writes its snapshot there, and the test must not write into the
+/// system's /var/lib/redis. One line is added: the test's administrator.
+pub fn config_for_test(conf: &str, ip: Ipv4Addr, port: u16, directory: &Path) -> String {
+    let text = |path: &Path| {
+        let text = path.to_str().expect("temporary directory is UTF-8").to_owned();
+        assert!(!text.contains(['"', '\\']), "temporary directory {text} needs no quoting");
+        text
+    };
+    let data_dir = text(&directory.join("data"));
     let mut replaced = Vec::new();
     let mut output = String::new();
     for line in conf.lines() {
@@ -102,18 +120,50 @@ pub fn config_for_test(conf: &str, ip: Ipv4Addr, port: u16, dir: &Path) -> Strin
                 assert!(line.contains("@PRIVATE_IPV4@"), "the bind line lost its placeholder: {line}");
                 format!("bind {ip}")
             }
-            "port" => format!("port {port}"),
-            "dir" => format!("dir \"{dir}\""),
+            "port" => {
+                assert_eq!(line, "port 0", "the plaintext port must stay closed");
+                line.to_owned()
+            }
+            "tls-port" => format!("tls-port {port}"),
+            "tls-cert-file" => format!("tls-cert-file \"{}\"", text(&directory.join("redis.crt"))),
+            "tls-key-file" => format!("tls-key-file \"{}\"", text(&directory.join("redis.key"))),
+            "dir" => format!("dir \"{data_dir}\""),
             _ => line.to_owned(),
         };
-        if matches!(directive, "bind" | "port" | "dir") {
+        if matches!(directive, "bind" | "tls-port" | "tls-cert-file" | "tls-key-file" | "dir") {
             replaced.push(directive.to_owned());
         }
         writeln!(output, "{new_line}").unwrap();
     }
+    writeln!(output, "user {ADMIN_USER} on >{ADMIN_PASSWORD} ~* &* +@all").unwrap();
     replaced.sort();
-    assert_eq!(replaced, ["bind", "dir", "port"], "each of bind, dir and port must appear once in:\n{conf}");
+    assert_eq!(
+        replaced,
+        ["bind", "dir", "tls-cert-file", "tls-key-file", "tls-port"],
+        "each of these directives must appear once in:\n{conf}"
+    );
     output
+}
+
+/// Makes a key and a self-signed certificate for `ip` with openssl, as the setup script on the
+/// instance does, and returns the certificate's path.
+pub fn make_certificate(directory: &Path, ip: Ipv4Addr) -> std::path::PathBuf {
+    require_program("openssl", &["openssl", "version"]);
+    let certificate = directory.join("redis.crt");
+    let output = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout"])
+        .arg(directory.join("redis.key"))
+        .arg("-out")
+        .arg(&certificate)
+        .args(["-days", "2", "-subj", "/CN=openemr-redis", "-addext"])
+        .arg(format!("subjectAltName=IP:{ip}"))
+        .args(["-addext", "basicConstraints=critical,CA:FALSE", "-addext", "keyUsage=critical,digitalSignature"])
+        .args(["-addext", "extendedKeyUsage=serverAuth"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run openssl");
+    assert!(output.status.success(), "openssl could not make a certificate: {}", describe(&output));
+    certificate
 }
 
 /// Returns a loopback port that nothing listens on right now.
@@ -142,8 +192,16 @@ impl Reply {
     }
 }
 
+/// Who a `redis-cli` call logs in as.
+#[derive(Debug, Clone, Copy)]
+pub enum Login<'a> {
+    Anonymous,
+    User(&'a str, &'a str),
+}
+
 /// A `redis-server` child process with the given config, killed when dropped so that a failed
-/// assertion does not leak it. The temporary directory holds the config, the log and `dir`.
+/// assertion does not leak it. The temporary directory holds the config, the certificate, the
+/// log and `dir`.
 pub struct RedisServer {
     child: Child,
     pub address: SocketAddrV4,
@@ -155,10 +213,10 @@ impl RedisServer {
     /// until it answers PING.
     pub fn start(conf: &str, ip: Ipv4Addr, port: u16) -> RedisServer {
         let directory = tempfile::tempdir().expect("temporary directory");
-        let data_dir = directory.path().join("data");
-        std::fs::create_dir(&data_dir).unwrap();
+        std::fs::create_dir(directory.path().join("data")).unwrap();
+        make_certificate(directory.path(), ip);
         let conf_path = directory.path().join("redis.conf");
-        std::fs::write(&conf_path, config_for_test(conf, ip, port, &data_dir)).unwrap();
+        std::fs::write(&conf_path, config_for_test(conf, ip, port, directory.path())).unwrap();
         let log = std::fs::File::create(directory.path().join("redis.log")).unwrap();
 
         let child = Command::new("redis-server")
@@ -182,8 +240,7 @@ impl RedisServer {
             if let Some(status) = self.child.try_wait().unwrap() {
                 panic!("redis-server exited ({status}) before answering PING; its log:\n{}", self.log());
             }
-            if let Ok(Reply::Simple(pong)) = self.try_command(&["PING"]) {
-                assert_eq!(pong, "PONG", "log:\n{}", self.log());
+            if self.try_cli(Login::User(ADMIN_USER, ADMIN_PASSWORD), &["PING"]).is_some_and(|reply| reply == "PONG") {
                 return;
             }
             assert!(
@@ -201,14 +258,13 @@ impl RedisServer {
         std::fs::read_to_string(self.directory.path().join("redis.log")).unwrap_or_default()
     }
 
-    /// Sends one command on a new connection and returns the reply, panicking on I/O errors.
-    pub fn command(&self, arguments: &[&str]) -> Reply {
-        self.try_command(arguments).unwrap_or_else(|error| {
-            panic!("{arguments:?} to redis-server at {} failed: {error}; its log:\n{}", self.address, self.log())
-        })
+    /// Returns the certificate the server presents, which is its own trust anchor.
+    pub fn ca_file(&self) -> std::path::PathBuf {
+        self.directory.path().join("redis.crt")
     }
 
-    fn try_command(&self, arguments: &[&str]) -> std::io::Result<Reply> {
+    /// Sends one command in plaintext on a new connection and returns the reply or the I/O error.
+    pub fn plaintext_command(&self, arguments: &[&str]) -> std::io::Result<Reply> {
         let address = SocketAddr::V4(self.address);
         let stream = TcpStream::connect_timeout(&address, Duration::from_secs(1))?;
         stream.set_read_timeout(Some(Duration::from_secs(5)))?;
@@ -221,24 +277,43 @@ impl RedisServer {
         read_reply(&mut BufReader::new(&stream))
     }
 
-    /// Runs `redis-cli -h IP -p PORT ARGUMENTS…`, the client the instance's health check uses,
-    /// and returns its trimmed standard output after checking that it succeeded.
-    pub fn cli(&self, arguments: &[&str]) -> String {
-        let output = Command::new("redis-cli")
-            .args(["-h", &self.address.ip().to_string(), "-p", &self.address.port().to_string()])
-            .args(arguments)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run redis-cli");
+    /// Runs `redis-cli --tls` with `arguments`, verifying the server's certificate, the client the
+    /// instance's health check uses. The password goes through REDISCLI_AUTH, never the command
+    /// line. Returns the trimmed standard output, which holds error replies too.
+    pub fn cli_as(&self, login: Login<'_>, arguments: &[&str]) -> String {
+        let output = self.run_cli(login, arguments);
         assert!(output.status.success(), "redis-cli {arguments:?} failed: {}", describe(&output));
         String::from_utf8(output.stdout).expect("redis-cli prints UTF-8").trim().to_owned()
     }
 
+    /// Runs `redis-cli --tls` as the administrator, for inspecting the server.
+    pub fn cli(&self, arguments: &[&str]) -> String {
+        self.cli_as(Login::User(ADMIN_USER, ADMIN_PASSWORD), arguments)
+    }
+
+    /// Runs `redis-cli --tls` and returns its whole output, successful or not.
+    pub fn run_cli(&self, login: Login<'_>, arguments: &[&str]) -> Output {
+        let mut command = Command::new("redis-cli");
+        command
+            .args(["--tls", "--cacert"])
+            .arg(self.ca_file())
+            .args(["-h", &self.address.ip().to_string(), "-p", &self.address.port().to_string()])
+            .env_remove("REDISCLI_AUTH");
+        if let Login::User(user, password) = login {
+            command.args(["--user", user]).env("REDISCLI_AUTH", password);
+        }
+        command.args(arguments).stdin(Stdio::null()).output().expect("run redis-cli")
+    }
+
+    fn try_cli(&self, login: Login<'_>, arguments: &[&str]) -> Option<String> {
+        let output = self.run_cli(login, arguments);
+        output.status.success().then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+    }
+
     /// Returns the `field:value` lines of `INFO section` as pairs.
     pub fn info(&self, section: &str) -> Vec<(String, String)> {
-        let reply = self.command(&["INFO", section]);
+        let reply = self.cli(&["INFO", section]);
         reply
-            .text()
             .lines()
             .filter(|line| !line.starts_with('#'))
             .filter_map(|line| line.split_once(':'))

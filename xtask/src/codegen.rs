@@ -20,7 +20,22 @@ pub const READY_MARKER: &str = "openemr-redis-ready";
 /// Console line the instance prints when provisioning failed, followed by ` sha256=<hex> reason=…`.
 pub const FAILED_MARKER: &str = "openemr-redis-failed";
 
+/// Prefix of the console lines that carry the instance's TLS certificate, one PEM line each,
+/// printed before the ready line.
+pub const CERTIFICATE_MARKER: &str = "openemr-redis-certificate";
+
 pub const REDIS_PORT: u16 = 6379;
+
+/// Where the setup script puts the TLS key and certificate on the instance.
+pub const TLS_CERT_FILE: &str = "/etc/redis/tls/redis.crt";
+pub const TLS_KEY_FILE: &str = "/etc/redis/tls/redis.key";
+
+/// Validity of the instance's certificate, in days (5 years). Replacing the instance renews it.
+pub const TLS_CERTIFICATE_DAYS: u32 = 1825;
+
+/// Name of the instance's certificate among the Elastic Beanstalk files. `deploy-redis` writes it;
+/// the app-server hook trusts it.
+pub const CA_FILE_NAME: &str = "redis-ca.pem";
 
 /// Everything `codegen` needs, loaded once.
 pub struct Inputs<'a> {
@@ -32,8 +47,13 @@ pub struct Inputs<'a> {
 }
 
 /// Renders the cloud-init user data and checks it fits EC2's limit and parses.
-pub fn render_user_data(inputs: &Inputs<'_>) -> anyhow::Result<GeneratedFile> {
+/// `password_sha256` is the lowercase hex SHA-256 of the Redis password; without it, the app
+/// servers' Redis user is rendered disabled.
+pub fn render_user_data(inputs: &Inputs<'_>, password_sha256: Option<&str>) -> anyhow::Result<GeneratedFile> {
     let settings = inputs.settings;
+    if let Some(hash) = password_sha256 {
+        check_sha256_hex("the Redis password's SHA-256", hash)?;
+    }
     let context = context! {
         settings_file => inputs.settings_name.as_str(),
         instance_name => settings.instance_name.as_str(),
@@ -42,6 +62,12 @@ pub fn render_user_data(inputs: &Inputs<'_>) -> anyhow::Result<GeneratedFile> {
             maxmemory_mib => settings.redis_maxmemory_mib()?,
             ready_marker => READY_MARKER,
             failed_marker => FAILED_MARKER,
+            certificate_marker => CERTIFICATE_MARKER,
+            tls_cert_file => TLS_CERT_FILE,
+            tls_key_file => TLS_KEY_FILE,
+            tls_days => TLS_CERTIFICATE_DAYS,
+            user => settings.redis_user.as_str(),
+            password_sha256 => password_sha256,
         },
     };
     let text = render::render(inputs.templates, "user-data.yaml.j2", &context)?;
@@ -60,15 +86,29 @@ pub fn render_user_data(inputs: &Inputs<'_>) -> anyhow::Result<GeneratedFile> {
     Ok(GeneratedFile::regular(inputs.project.user_data(), text))
 }
 
+/// Checks that `text` is a SHA-256 in lowercase hex, so that a hand-edited record cannot inject
+/// text into `redis.conf`.
+fn check_sha256_hex(what: &str, text: &str) -> anyhow::Result<()> {
+    if text.len() != 64 || !text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        bail!("{what} `{text}` is not 64 lowercase hex digits: restore generated/deployment.yaml with git or rerun `cargo xtask deploy-redis`");
+    }
+    Ok(())
+}
+
 /// Renders the Elastic Beanstalk files of `openemr/.ebextensions`. Before the first deploy,
-/// `REDIS_IP` is empty, and the app-server hook refuses to deploy with it.
+/// `REDIS_IP` is empty and no password parameter is referenced, and the app-server hook refuses
+/// to deploy with either missing.
 pub fn render_ebextensions(inputs: &Inputs<'_>, record: Option<&DeploymentRecord>) -> anyhow::Result<Vec<GeneratedFile>> {
+    let password_parameter_arn = record.and_then(|record| record.redis_password_parameter_arn.as_deref());
     let context = context! {
         settings_file => inputs.settings_name.as_str(),
         timezone => inputs.settings.timezone.as_str(),
         file_system_id => inputs.settings.file_system_id.as_str(),
         redis_ip => record.map_or("", |record| record.private_ip.as_str()),
         redis_port => REDIS_PORT,
+        redis_user => inputs.settings.redis_user.as_str(),
+        redis_password_parameter_arn => password_parameter_arn,
+        ca_file_name => CA_FILE_NAME,
     };
     let directory = inputs.project.ebextensions_dir();
 
@@ -91,7 +131,8 @@ fn render_yaml(templates: &Environment<'static>, name: &str, context: &Value) ->
 /// Renders every file that `codegen` owns, with the record as it is on disk.
 pub fn render_all(inputs: &Inputs<'_>) -> anyhow::Result<Vec<GeneratedFile>> {
     let record = DeploymentRecord::load(&inputs.project.deployment_record())?;
-    let mut files = vec![render_user_data(inputs)?];
+    let password_sha256 = record.as_ref().and_then(|record| record.redis_password_sha256.as_deref());
+    let mut files = vec![render_user_data(inputs, password_sha256)?];
     files.extend(render_ebextensions(inputs, record.as_ref())?);
     Ok(files)
 }

@@ -36,6 +36,8 @@ pub enum Command {
     Status(Status),
     /// Terminate the recorded instance and remove its security group.
     DestroyRedis(DestroyRedis),
+    /// Replace the Redis password in SSM Parameter Store; then redeploy Redis and OpenEMR.
+    RotateRedisPassword(RotateRedisPassword),
     /// Deploy into a local EC2 emulator (moto), writing outputs under `target/sandbox`.
     Sandbox(Sandbox),
     /// Install what the tests need, then run every test and the generated-file check.
@@ -45,7 +47,14 @@ pub enum Command {
 impl Command {
     /// Tells whether the command talks to AWS, so that the offline binary hands it over.
     pub fn needs_aws(&self) -> bool {
-        matches!(self, Command::DeployRedis(_) | Command::Status(_) | Command::DestroyRedis(_) | Command::Sandbox(_))
+        matches!(
+            self,
+            Command::DeployRedis(_)
+                | Command::Status(_)
+                | Command::DestroyRedis(_)
+                | Command::RotateRedisPassword(_)
+                | Command::Sandbox(_)
+        )
     }
 }
 
@@ -94,6 +103,9 @@ pub struct DestroyRedis {
     #[arg(long)]
     pub disable_termination_protection: bool,
 }
+
+#[derive(Debug, Args)]
+pub struct RotateRedisPassword {}
 
 #[derive(Debug, Args)]
 pub struct Sandbox {

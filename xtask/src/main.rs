@@ -39,6 +39,7 @@ fn run(flags: Flags) -> anyhow::Result<ExitCode> {
         flags::Command::DeployRedis(_)
         | flags::Command::Status(_)
         | flags::Command::DestroyRedis(_)
+        | flags::Command::RotateRedisPassword(_)
         | flags::Command::Sandbox(_) => unreachable!("AWS commands were handed over above"),
     }
     Ok(ExitCode::SUCCESS)

@@ -9,7 +9,8 @@ use crate::generated::GeneratedFile;
 
 const HEADER: &str = "\
 # Written by `cargo xtask deploy-redis` from what AWS reported; do not edit.
-# `cargo xtask codegen` reads it to fill REDIS_IP in openemr/.ebextensions/00-options.config.
+# `cargo xtask codegen` reads it to fill REDIS_IP and the password's parameter ARN in
+# openemr/.ebextensions/00-options.config, and the password's SHA-256 in generated/user-data.yaml.
 ";
 
 /// The instance that serves sessions and where it lives.
@@ -26,6 +27,17 @@ pub struct DeploymentRecord {
     pub private_ip: String,
     /// SHA-256 of the user data exactly as sent to EC2, in lowercase hex.
     pub user_data_sha256: String,
+    /// ARN of the SSM `SecureString` parameter that holds the Redis password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis_password_parameter_arn: Option<String>,
+    /// SHA-256 of the Redis password in lowercase hex, the form a Redis ACL rule `#<hex>` takes.
+    /// It is not a secret: the password has 190 random bits, far beyond a brute-force search.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis_password_sha256: Option<String>,
+    /// SHA-256 of `openemr/.ebextensions/redis-ca.pem`, the instance's TLS certificate. Absent
+    /// when the deploy could not read it (`readiness: status-checks`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis_ca_sha256: Option<String>,
 }
 
 impl DeploymentRecord {
@@ -68,6 +80,9 @@ mod tests {
             security_group_id: "sg-0123456789abcdef0".into(),
             private_ip: "10.0.1.23".into(),
             user_data_sha256: "0".repeat(64),
+            redis_password_parameter_arn: Some("arn:aws:ssm:us-east-1:123456789012:parameter/openemr/redis/password".into()),
+            redis_password_sha256: Some("1".repeat(64)),
+            redis_ca_sha256: Some("2".repeat(64)),
         }
     }
 

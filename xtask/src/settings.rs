@@ -39,6 +39,12 @@ pub struct Settings {
     pub redis_maxmemory_mib: Option<MaxMemoryMib>,
     #[serde(default)]
     pub readiness: Readiness,
+    /// Redis ACL user that the app servers log in as.
+    #[serde(default = "default_redis_user")]
+    pub redis_user: RedisUser,
+    /// SSM Parameter Store name of the `SecureString` that holds the Redis password.
+    #[serde(default = "default_redis_password_parameter")]
+    pub redis_password_parameter: ParameterName,
     pub timezone: Timezone,
     pub file_system_id: FileSystemId,
 }
@@ -118,6 +124,14 @@ fn default_root_volume_gib() -> RootVolumeGib {
     RootVolumeGib(8)
 }
 
+fn default_redis_user() -> RedisUser {
+    RedisUser("openemr".into())
+}
+
+fn default_redis_password_parameter() -> ParameterName {
+    ParameterName("/openemr/redis/password".into())
+}
+
 /// Implements `Display` and `as_str` for a validated string newtype.
 macro_rules! string_newtype {
     ($name:ident) => {
@@ -154,9 +168,33 @@ macro_rules! deserialize_with_try_from {
                     fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<$name, E> {
                         $name::try_from(value.to_owned()).map_err(E::custom)
                     }
+
+                    // A plain `null`, `~`, `true` or `12` is not text in YAML. Taking it as the
+                    // name "null" would look up resources that do not exist, so ask for quotes.
+                    fn visit_unit<E: serde::de::Error>(self) -> Result<$name, E> {
+                        Err(E::custom("empty value: write one, or remove the key to use its default"))
+                    }
+
+                    fn visit_bool<E: serde::de::Error>(self, value: bool) -> Result<$name, E> {
+                        Err(E::custom(format!("`{value}` is a YAML boolean, not text: quote it if it is meant as text")))
+                    }
+
+                    fn visit_i64<E: serde::de::Error>(self, value: i64) -> Result<$name, E> {
+                        Err(E::custom(format!("`{value}` is a YAML number, not text: quote it if it is meant as text")))
+                    }
+
+                    fn visit_u64<E: serde::de::Error>(self, value: u64) -> Result<$name, E> {
+                        self.visit_i64(i64::try_from(value).unwrap_or(i64::MAX))
+                    }
+
+                    // Only a release such as `24.04` is written as a float, and its digits are
+                    // the release.
+                    fn visit_f64<E: serde::de::Error>(self, value: f64) -> Result<$name, E> {
+                        $name::try_from(format!("{value:.2}")).map_err(E::custom)
+                    }
                 }
 
-                deserializer.deserialize_str(TextVisitor)
+                deserializer.deserialize_any(TextVisitor)
             }
         }
     };
@@ -326,7 +364,8 @@ impl InstanceType {
         let family = self.family();
         let after_generation = family.trim_start_matches(|c: char| c.is_ascii_lowercase());
         let attributes = after_generation.trim_start_matches(|c: char| c.is_ascii_digit());
-        if attributes.starts_with('g') { "arm64" } else { "x86_64" }
+        // The first Graviton family, a1, predates the `g` naming.
+        if attributes.starts_with('g') || family == "a1" { "arm64" } else { "x86_64" }
     }
 
     /// Returns the memory of the t3, t3a and t4g types, which share one size table.
@@ -405,6 +444,10 @@ impl TryFrom<u32> for MaxMemoryMib {
         if value < 64 {
             return Err(format!("invalid redis_maxmemory_mib {value}: give Redis at least 64 MiB"));
         }
+        // No EC2 instance type has more than 32 TiB of memory.
+        if value > 32 * 1024 * 1024 {
+            return Err(format!("invalid redis_maxmemory_mib {value}: that is more than any EC2 instance type has"));
+        }
         Ok(MaxMemoryMib(value))
     }
 }
@@ -479,6 +522,78 @@ pub enum Readiness {
     RedisPing,
     /// EC2's instance and system status checks. Used where the console output is not real (the sandbox).
     StatusChecks,
+}
+
+/// A Redis ACL user name. Letters, digits, `_` and `-` only, so that it needs no quoting in
+/// `redis.conf` or in the phpredis `session.save_path`, and never `default`, which stays disabled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(into = "String")]
+pub struct RedisUser(String);
+deserialize_with_try_from!(RedisUser, text, "a Redis user name such as openemr");
+string_newtype!(RedisUser);
+
+impl TryFrom<String> for RedisUser {
+    type Error = String;
+
+    fn try_from(value: String) -> Result<RedisUser, String> {
+        let well_formed = (1..=64).contains(&value.len())
+            && value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if !well_formed {
+            return Err(format!(
+                "invalid Redis user `{value}`: use 1 to 64 letters, digits, `_` or `-`, such as `openemr`"
+            ));
+        }
+        if value == "default" {
+            return Err("Redis user `default` is disabled on the instance: choose another name, such as `openemr`".to_owned());
+        }
+        Ok(RedisUser(value))
+    }
+}
+
+impl From<RedisUser> for String {
+    fn from(user: RedisUser) -> String {
+        user.0
+    }
+}
+
+/// A fully qualified SSM Parameter Store name such as `/openemr/redis/password`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(into = "String")]
+pub struct ParameterName(String);
+deserialize_with_try_from!(ParameterName, text, "an SSM parameter name such as /openemr/redis/password");
+string_newtype!(ParameterName);
+
+impl TryFrom<String> for ParameterName {
+    type Error = String;
+
+    fn try_from(value: String) -> Result<ParameterName, String> {
+        // SSM's rules: at most 1011 characters, letters, digits and `_.-/`, at most 15 levels, and
+        // no `aws` or `ssm` prefix. The leading `/` is required here so that the parameter's ARN
+        // is `arn:…:parameter` followed by the name.
+        let hint = "write a path such as `/openemr/redis/password`";
+        let levels = value.split('/').skip(1).count();
+        let well_formed = value.starts_with('/')
+            && value.len() <= 1011
+            && levels <= 15
+            && value.split('/').skip(1).all(|level| !level.is_empty())
+            && value.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-' | b'/'));
+        if !well_formed {
+            return Err(format!(
+                "invalid SSM parameter name `{value}`: {hint}, with letters, digits, `_`, `.`, `-` and at most 15 levels"
+            ));
+        }
+        let first_level = value[1..].to_ascii_lowercase();
+        if first_level.starts_with("aws") || first_level.starts_with("ssm") {
+            return Err(format!("invalid SSM parameter name `{value}`: SSM reserves names that start with `aws` or `ssm`"));
+        }
+        Ok(ParameterName(value))
+    }
+}
+
+impl From<ParameterName> for String {
+    fn from(name: ParameterName) -> String {
+        name.0
+    }
 }
 
 /// An IANA time zone name such as `America/New_York`, as PHP's `date.timezone` expects.

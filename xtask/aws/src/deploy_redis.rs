@@ -18,12 +18,14 @@ use xtask::settings::{Readiness, Settings};
 use crate::ec2::image::{Image, find_ubuntu_image};
 use crate::ec2::instance::{self, InstanceView, LaunchRequest};
 use crate::ec2::network::{SecurityGroup, Subnet, Vpc, find_app_security_group, find_subnet, find_vpc};
-use crate::ec2::readiness::{ReadyCheck, wait_until_ready};
+use crate::certificate::{check_certificate, extract_certificate};
+use crate::ec2::readiness::{Ready, ReadyCheck, wait_until_ready};
 use crate::ec2::security_group::{self, RedisGroup};
 use crate::markdown::Destination;
 use crate::plan::{self, PlanReport};
 use crate::progress::Progress;
 use crate::sdk;
+use crate::ssm::{self, PasswordParameter};
 
 /// The settings and everything rendered from them before any AWS call.
 pub struct Prepared {
@@ -35,16 +37,26 @@ pub struct Prepared {
 }
 
 impl Prepared {
-    /// Loads the settings and renders the user data; a file over EC2's limit fails here, before
-    /// any request.
+    /// Loads the settings and renders the user data with the password hash of the deployment
+    /// record, as `codegen` does; a file over EC2's limit fails here, before any request.
     pub fn load(project: &Project, settings_path: &Utf8Path) -> anyhow::Result<Prepared> {
         let settings = Settings::load(settings_path)?;
         let templates = render::load_templates(project.templates_dir())?;
         let settings_name = settings_path.strip_prefix(project.root()).unwrap_or(settings_path).to_owned();
+        let record = DeploymentRecord::load(&project.deployment_record())?;
+        let password_sha256 = record.as_ref().and_then(|record| record.redis_password_sha256.clone());
         let inputs = Inputs { project, settings: &settings, settings_name: &settings_name, templates: &templates };
-        let user_data = codegen::render_user_data(&inputs)?;
+        let user_data = codegen::render_user_data(&inputs, password_sha256.as_deref())?;
         let user_data_sha256 = codegen::sha256_hex(user_data.contents.as_bytes());
         Ok(Prepared { settings, settings_name, templates, user_data, user_data_sha256 })
+    }
+
+    /// Returns a copy whose user data carries `password_sha256`, the hash of the password in SSM.
+    pub fn with_password_sha256(&self, project: &Project, password_sha256: Option<&str>) -> anyhow::Result<Prepared> {
+        let user_data = codegen::render_user_data(&self.inputs(project), password_sha256)?;
+        let user_data_sha256 = codegen::sha256_hex(user_data.contents.as_bytes());
+        let templates = self.templates.clone();
+        Ok(Prepared { settings: self.settings.clone(), settings_name: self.settings_name.clone(), templates, user_data, user_data_sha256 })
     }
 
     pub fn inputs<'a>(&'a self, project: &'a Project) -> Inputs<'a> {
@@ -61,6 +73,8 @@ pub struct Found {
     pub image: Image,
     pub redis_group: Option<RedisGroup>,
     pub instance: Option<InstanceView>,
+    /// The SSM parameter with the Redis password; `None` before the first deploy creates it.
+    pub password: Option<PasswordParameter>,
 }
 
 /// Runs the read-only lookups; those that only need the VPC run concurrently.
@@ -73,7 +87,7 @@ pub async fn look_up(client: &Client, settings: &Settings) -> anyhow::Result<Fou
         security_group::find_redis_group(client, &vpc, settings.instance_name.as_str()),
         instance::find_instance(client, &vpc.id, settings.instance_name.as_str()),
     )?;
-    Ok(Found { vpc, subnet, app_group, image, redis_group, instance })
+    Ok(Found { vpc, subnet, app_group, image, redis_group, instance, password: None })
 }
 
 /// The decision about the instance.
@@ -127,11 +141,12 @@ fn needs_replace_error(existing: &InstanceView, live_sha256: &str, user_data_sha
 pub async fn run(project: &Project, settings_path: &Utf8Path, flags: &DeployRedis) -> anyhow::Result<()> {
     let prepared = Prepared::load(project, settings_path)?;
     let connection = sdk::connect(prepared.settings.region.as_ref().map(|region| region.as_str())).await?;
+    let clients = Clients { ec2: connection.client, ssm: connection.ssm };
     // The wait has its own handler that names the instance. This one covers the lookups and the
     // launch, where an interruption can leave a launched instance that the next run adopts.
     let outcome = tokio::select! {
         biased;
-        outcome = deploy(&connection.client, &connection.region, project, &prepared, flags) => outcome?,
+        outcome = deploy(&clients, &connection.region, project, &prepared, flags) => outcome?,
         signal = interrupted() => bail!(
             "{signal} received before the wait for the instance began; nothing was written. Rerun \
              `cargo xtask deploy-redis`: it adopts an instance this run launched instead of launching another"
@@ -152,9 +167,32 @@ pub enum Outcome {
     Ready(Box<DeploymentRecord>),
 }
 
-/// Deploys with a ready client: the whole command after configuration, for tests to drive.
-pub async fn deploy(client: &Client, region: &str, project: &Project, prepared: &Prepared, flags: &DeployRedis) -> anyhow::Result<Outcome> {
-    let found = look_up(client, &prepared.settings).await?;
+/// The clients a deploy talks to.
+pub struct Clients {
+    pub ec2: Client,
+    pub ssm: aws_sdk_ssm::Client,
+}
+
+/// Deploys with ready clients: the whole command after configuration, for tests to drive.
+pub async fn deploy(clients: &Clients, region: &str, project: &Project, prepared: &Prepared, flags: &DeployRedis) -> anyhow::Result<Outcome> {
+    let client = &clients.ec2;
+    let mut found = look_up(client, &prepared.settings).await?;
+
+    // The password is created only once the lookups found everything, so a typo in the settings
+    // leaves SSM untouched.
+    let parameter_name = prepared.settings.redis_password_parameter.as_str();
+    found.password = if flags.dry_run {
+        ssm::find_password(&clients.ssm, parameter_name).await?
+    } else {
+        let (password, created) = ssm::ensure_password(&clients.ssm, parameter_name).await?;
+        if created {
+            eprintln!("created SSM SecureString parameter {parameter_name} with a new Redis password");
+        }
+        Some(password)
+    };
+    let password_sha256 = found.password.as_ref().map(|password| password.sha256.as_str());
+    let prepared = &prepared.with_password_sha256(project, password_sha256)?;
+
     let plan = plan_instance(client, &found, &prepared.user_data_sha256, flags.replace).await?;
     if flags.dry_run {
         let report = plan_report(project, prepared, region, &found, &plan)?;
@@ -187,22 +225,28 @@ pub async fn deploy(client: &Client, region: &str, project: &Project, prepared: 
     };
     let ready = wait_interruptibly(client, prepared, &instance_id, seen, Duration::from_secs(flags.timeout)).await?;
     let private_ip = ready
+        .instance
         .private_ip
         .clone()
         .with_context(|| format!("DescribeInstances returned no private IP for running instance {instance_id}"))?;
+    let certificate = read_certificate(&ready, &instance_id, &private_ip)?;
+    let password = found.password.as_ref().ok_or_else(|| anyhow::anyhow!("the password parameter is missing after it was ensured"))?;
 
     let record = DeploymentRecord {
         region: region.to_owned(),
         instance_id: instance_id.clone(),
-        ami_id: ready.image_id.clone(),
-        instance_type: ready.instance_type.clone(),
+        ami_id: ready.instance.image_id.clone(),
+        instance_type: ready.instance.instance_type.clone(),
         vpc_id: found.vpc.id.clone(),
-        subnet_id: ready.subnet_id.clone(),
+        subnet_id: ready.instance.subnet_id.clone(),
         security_group_id: redis_group_id,
         private_ip,
         user_data_sha256: prepared.user_data_sha256.clone(),
+        redis_password_parameter_arn: Some(password.arn.clone()),
+        redis_password_sha256: Some(password.sha256.clone()),
+        redis_ca_sha256: certificate.as_ref().map(|pem| codegen::sha256_hex(pem.as_bytes())),
     };
-    write_outputs(project, prepared, &record)?;
+    write_outputs(project, prepared, &record, certificate.as_deref())?;
 
     if let InstancePlan::Replace(old) = &plan {
         retire_instance(client, &old.id).await?;
@@ -279,6 +323,33 @@ pub fn launch_token(prepared: &Prepared, found: &Found, redis_group_id: &str, ne
     format!("deploy-redis-{}", &digest[..48])
 }
 
+/// Takes the instance's certificate from the console that proved it ready, and checks it before
+/// anything is written. Status-check readiness reads no console, so it yields no certificate.
+fn read_certificate(ready: &Ready, instance_id: &str, private_ip: &str) -> anyhow::Result<Option<String>> {
+    let Some(console) = &ready.console else {
+        eprintln!(
+            "warning: readiness `status-checks` reads no console, so the instance's TLS certificate is unknown and \
+             openemr/.ebextensions/{} is not written; the app-server hook rejects deploys without it. Deploy with \
+             `readiness: redis-ping` to record it",
+            codegen::CA_FILE_NAME
+        );
+        return Ok(None);
+    };
+    let pem = extract_certificate(console)
+        .and_then(|pem| {
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+            check_certificate(&pem, private_ip, i64::try_from(now.as_secs()).unwrap_or(i64::MAX))?;
+            Ok(pem)
+        })
+        .with_context(|| {
+            format!(
+                "the TLS certificate that instance {instance_id} printed on its console is unusable; nothing was \
+                 written. Replace the instance with `cargo xtask deploy-redis --replace`"
+            )
+        })?;
+    Ok(Some(pem))
+}
+
 /// Waits for readiness, and stops promptly on Ctrl-C or SIGTERM with how to resume.
 async fn wait_interruptibly(
     client: &Client,
@@ -286,7 +357,7 @@ async fn wait_interruptibly(
     instance_id: &str,
     seen: Option<InstanceView>,
     timeout: Duration,
-) -> anyhow::Result<InstanceView> {
+) -> anyhow::Result<Ready> {
     let check = match prepared.settings.readiness {
         Readiness::RedisPing => ReadyCheck::ConsoleLine { user_data_sha256: prepared.user_data_sha256.clone() },
         Readiness::StatusChecks => ReadyCheck::StatusChecks,
@@ -328,9 +399,12 @@ async fn interrupted() -> &'static str {
 }
 
 /// Renders every output with the new record, prints the diffs, and writes them all at once.
-fn write_outputs(project: &Project, prepared: &Prepared, record: &DeploymentRecord) -> anyhow::Result<()> {
+fn write_outputs(project: &Project, prepared: &Prepared, record: &DeploymentRecord, certificate: Option<&str>) -> anyhow::Result<()> {
     let mut files = vec![prepared.user_data.clone(), record.to_file(&project.deployment_record())];
     files.extend(codegen::render_ebextensions(&prepared.inputs(project), Some(record))?);
+    if let Some(pem) = certificate {
+        files.push(GeneratedFile::regular(project.ebextensions_dir().join(codegen::CA_FILE_NAME), pem.to_owned()));
+    }
 
     print_diffs(project, &files)?;
     let written = generated::write_all(&files).context("failed to write generated files")?;

@@ -1,12 +1,15 @@
 //! The AWS half of `cargo xtask`: deploy, inspect and destroy the Redis instance, and the
 //! sandbox that runs the deploy against the moto EC2 emulator.
 
+pub mod certificate;
 pub mod deploy_redis;
 pub mod destroy_redis;
 pub mod ec2;
 pub mod markdown;
 pub mod plan;
 pub mod progress;
+pub mod rotate_redis_password;
 pub mod sandbox;
 pub mod sdk;
+pub mod ssm;
 pub mod status;

@@ -7,7 +7,7 @@ use clap::Parser;
 use xtask::codegen::{self, Mode};
 use xtask::flags::{Command, Flags};
 use xtask::project::Project;
-use xtask_aws::{deploy_redis, destroy_redis, sandbox, status};
+use xtask_aws::{deploy_redis, destroy_redis, rotate_redis_password, sandbox, status};
 
 fn main() -> ExitCode {
     let flags = Flags::parse();
@@ -30,6 +30,7 @@ async fn run(flags: Flags) -> anyhow::Result<ExitCode> {
         Command::DeployRedis(command) => deploy_redis::run(&project, &settings, &command).await?,
         Command::Status(command) => return status::run(&project, &settings, &command).await,
         Command::DestroyRedis(command) => destroy_redis::run(&project, &settings, &command).await?,
+        Command::RotateRedisPassword(_) => rotate_redis_password::run(&settings).await?,
         Command::Sandbox(command) => sandbox::run(&project, &settings, &command).await?,
         Command::Codegen(command) => {
             let mode = if command.check { Mode::Check } else { Mode::Write };

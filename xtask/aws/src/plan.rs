@@ -84,6 +84,28 @@ pub fn plan_rows(prepared: &Prepared, found: &Found, plan: &InstancePlan) -> (Ve
         },
     ];
 
+    let parameter_name = settings.redis_password_parameter.to_string();
+    rows.push(match &found.password {
+        Some(password) => PlanRow {
+            resource: "password",
+            subject: parameter_name,
+            action: Action::Reuse,
+            detail: format!("SSM SecureString, version {}", password.version),
+        },
+        None => {
+            warnings.push(format!(
+                "SSM parameter {parameter_name} does not exist: the deploy creates it with a new password, so the \
+                 user data shown here lacks the password's hash and the Redis user in it is disabled"
+            ));
+            PlanRow {
+                resource: "password",
+                subject: parameter_name,
+                action: Action::Create,
+                detail: "SSM SecureString with a new 40-character password".to_owned(),
+            }
+        }
+    });
+
     let redis_rule = format!("TCP {} from {} only", codegen::REDIS_PORT, found.app_group.id);
     rows.push(match &found.redis_group {
         None => PlanRow { resource: "security group", subject: settings.instance_name.to_string(), action: Action::Create, detail: redis_rule },
@@ -153,6 +175,11 @@ pub fn expected_record(prepared: &Prepared, region: &str, found: &Found, plan: &
         security_group_id: found.redis_group.as_ref().map_or("<created at deploy>".to_owned(), |group| group.id.clone()),
         private_ip: reused.and_then(|instance| instance.private_ip.clone()).unwrap_or_else(assigned),
         user_data_sha256: prepared.user_data_sha256.clone(),
+        redis_password_parameter_arn: Some(
+            found.password.as_ref().map_or_else(|| "<created at deploy>".to_owned(), |password| password.arn.clone()),
+        ),
+        redis_password_sha256: found.password.as_ref().map(|password| password.sha256.clone()),
+        redis_ca_sha256: Some("<read from the console at deploy>".to_owned()),
     }
 }
 

@@ -178,3 +178,36 @@ fn image_pattern_matches_canonical_names() {
         "ubuntu/images/hvm-ssd/ubuntu-jammy-22.04-arm64-server-*"
     );
 }
+
+#[test]
+fn redis_user_and_parameter_take_defaults() {
+    let settings = parse("app_security_group: app\ntimezone: UTC\nfile_system_id: fs-0123abcd\n").unwrap();
+    assert_eq!(settings.redis_user.as_str(), "openemr");
+    assert_eq!(settings.redis_password_parameter.as_str(), "/openemr/redis/password");
+}
+
+#[test]
+fn redis_user_default_is_rejected() {
+    let message = parse_error("app_security_group: app\ntimezone: UTC\nfile_system_id: fs-0123abcd\nredis_user: default\n");
+    assert!(message.contains("redis_user: Redis user `default` is disabled"), "{message}");
+}
+
+#[test]
+fn redis_user_with_space_is_rejected() {
+    let message = parse_error("app_security_group: app\ntimezone: UTC\nfile_system_id: fs-0123abcd\nredis_user: open emr\n");
+    assert!(message.contains("invalid Redis user `open emr`"), "{message}");
+}
+
+#[test]
+fn parameter_name_is_validated() {
+    for (name, expected) in [
+        ("openemr/redis", "invalid SSM parameter name `openemr/redis`"),
+        ("/openemr//redis", "invalid SSM parameter name `/openemr//redis`"),
+        ("/openemr/redis pw", "invalid SSM parameter name `/openemr/redis pw`"),
+        ("/aws/redis", "SSM reserves names that start with `aws` or `ssm`"),
+    ] {
+        let text = format!("app_security_group: app\ntimezone: UTC\nfile_system_id: fs-0123abcd\nredis_password_parameter: {name:?}\n");
+        let message = parse_error(&text);
+        assert!(message.contains(expected), "{name}: {message}");
+    }
+}

@@ -56,6 +56,13 @@ pub enum ReadyCheck {
     StatusChecks,
 }
 
+/// A ready instance, with the console text that proved it when the check read the console.
+#[derive(Debug, Clone)]
+pub struct Ready {
+    pub instance: InstanceView,
+    pub console: Option<String>,
+}
+
 /// Polls until the instance is `running` and `check` passes, or until `deadline`. `seen` is a
 /// view that DescribeInstances returned moments ago, such as the instance a rerun adopts; the
 /// first poll uses it instead of asking again.
@@ -66,7 +73,7 @@ pub async fn wait_until_ready(
     deadline: Instant,
     seen: Option<InstanceView>,
     progress: &mut Progress,
-) -> anyhow::Result<InstanceView> {
+) -> anyhow::Result<Ready> {
     let mut backoff = Backoff::new();
     let mut last_seen = String::from("not yet visible in DescribeInstances");
     let mut seen = seen;
@@ -102,7 +109,7 @@ async fn poll_once(
     instance: Option<InstanceView>,
     check: &ReadyCheck,
     progress: &mut Progress,
-) -> anyhow::Result<Option<InstanceView>> {
+) -> anyhow::Result<Option<Ready>> {
     let Some(instance) = instance else {
         progress.set_state("launched, not yet visible in DescribeInstances");
         return Ok(None);
@@ -133,14 +140,25 @@ async fn poll_once(
         }
     }
 
-    let ready = match check {
-        ReadyCheck::ConsoleLine { user_data_sha256 } => console_says_ready(client, instance_id, user_data_sha256, progress).await?,
-        ReadyCheck::StatusChecks => status_checks_pass(client, instance_id, progress).await?,
-    };
-    Ok(ready.then_some(instance))
+    match check {
+        ReadyCheck::ConsoleLine { user_data_sha256 } => {
+            let console = console_when_ready(client, instance_id, user_data_sha256, progress).await?;
+            Ok(console.map(|console| Ready { instance, console: Some(console) }))
+        }
+        ReadyCheck::StatusChecks => {
+            let passed = status_checks_pass(client, instance_id, progress).await?;
+            Ok(passed.then_some(Ready { instance, console: None }))
+        }
+    }
 }
 
-async fn console_says_ready(client: &Client, instance_id: &str, user_data_sha256: &str, progress: &mut Progress) -> anyhow::Result<bool> {
+/// Returns the console text once it carries the ready line for our user data.
+async fn console_when_ready(
+    client: &Client,
+    instance_id: &str,
+    user_data_sha256: &str,
+    progress: &mut Progress,
+) -> anyhow::Result<Option<String>> {
     let output = console_output(client, instance_id).await?;
     let text = output
         .output()
@@ -149,10 +167,10 @@ async fn console_says_ready(client: &Client, instance_id: &str, user_data_sha256
         .unwrap_or_default();
 
     match read_console(&text, user_data_sha256) {
-        ConsoleVerdict::Ready => Ok(true),
+        ConsoleVerdict::Ready => Ok(Some(text)),
         ConsoleVerdict::Waiting => {
             progress.set_state("running, waiting for Redis to answer (cloud-init)");
-            Ok(false)
+            Ok(None)
         }
         ConsoleVerdict::Failed { line, excerpt } => bail!(
             "provisioning of instance {instance_id} failed: {line}\nlast console lines:\n{excerpt}\nfix the cause \
