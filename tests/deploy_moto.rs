@@ -286,3 +286,47 @@ async fn rotation_replaces_password_and_names_redeploy() {
     assert!(!stale.status.success(), "the old instance has the old hash: {}", describe(&stale));
     assert!(String::from_utf8_lossy(&stale.stderr).contains("--replace"), "{}", describe(&stale));
 }
+
+/// Runs `xtask-aws sandbox`, the README's main command, into `output_dir`.
+fn run_sandbox(output_dir: &camino::Utf8Path) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_xtask-aws"))
+        .args(["sandbox", "--output-dir", output_dir.as_str()])
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_ENDPOINT_URL")
+        .env_remove("GITHUB_STEP_SUMMARY")
+        .output()
+        .expect("xtask-aws runs")
+}
+
+#[test]
+fn sandbox_deploys_into_its_output_dir() {
+    emulator::moto_server();
+    let directory = tempfile::tempdir().unwrap();
+    let output_dir = camino::Utf8Path::from_path(directory.path()).unwrap();
+
+    let output = run_sandbox(output_dir);
+    assert!(output.status.success(), "{}", describe(&output));
+
+    let record = std::fs::read_to_string(output_dir.join("generated/deployment.yaml")).unwrap();
+    assert!(record.contains("private_ip: 10.0.1."), "an address of the Private subnet: {record}");
+    let options = std::fs::read_to_string(output_dir.join("openemr/.ebextensions/00-options.config")).unwrap();
+    assert!(options.contains("REDIS_IP: \"10.0.1."), "{options}");
+    let settings = std::fs::read_to_string(output_dir.join("deploy.yaml")).unwrap();
+    assert!(settings.contains("readiness: status-checks"), "{settings}");
+}
+
+#[test]
+fn second_sandbox_on_same_dir_is_rejected() {
+    emulator::moto_server();
+    let directory = tempfile::tempdir().unwrap();
+    let output_dir = camino::Utf8Path::from_path(directory.path()).unwrap();
+    let lock = std::fs::File::create(output_dir.join("sandbox.lock")).unwrap();
+    lock.lock().unwrap();
+
+    let output = run_sandbox(output_dir);
+
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{}", describe(&output));
+    assert!(stderr.contains("another `cargo xtask sandbox` is running"), "{stderr}");
+    assert!(!output_dir.join("generated").exists(), "nothing written: {}", describe(&output));
+}

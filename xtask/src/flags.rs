@@ -82,7 +82,7 @@ pub struct DeployRedis {
     #[arg(long)]
     pub new_launch: bool,
     /// Maximum seconds to wait for the instance to become ready.
-    #[arg(long, value_name = "SECONDS", default_value_t = 900)]
+    #[arg(long, value_name = "SECONDS", default_value_t = 900, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub timeout: u64,
 }
 

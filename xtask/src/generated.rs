@@ -45,6 +45,23 @@ impl GeneratedFile {
     }
 }
 
+impl GeneratedFile {
+    /// Tells whether the file should be executable but is not, for example after a checkout
+    /// that lost the mode. A missing file does not count, since its contents differ anyway.
+    fn lacks_executable_bit(&self) -> bool {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            self.permissions == Permissions::Executable
+                && std::fs::metadata(&self.path).is_ok_and(|metadata| metadata.permissions().mode() & 0o111 == 0)
+        }
+        #[cfg(not(unix))]
+        {
+            false
+        }
+    }
+}
+
 /// Changes CRLF to LF, so a template saved on Windows renders the same bytes everywhere.
 fn normalize_line_endings(contents: String) -> String {
     if contents.contains('\r') { contents.replace("\r\n", "\n") } else { contents }
@@ -65,7 +82,7 @@ fn read_if_exists(path: &Utf8Path) -> anyhow::Result<Option<String>> {
 pub fn write_all(files: &[GeneratedFile]) -> anyhow::Result<Vec<Utf8PathBuf>> {
     let mut staged = Vec::new();
     for file in files {
-        if read_if_exists(&file.path)?.as_deref() == Some(file.contents.as_str()) {
+        if read_if_exists(&file.path)?.as_deref() == Some(file.contents.as_str()) && !file.lacks_executable_bit() {
             continue;
         }
         staged.push((file, stage(file)?));
@@ -126,6 +143,9 @@ pub fn find_stale(files: &[GeneratedFile], display_root: &Utf8Path) -> anyhow::R
     for file in files {
         let shown = file.path.strip_prefix(display_root).unwrap_or(&file.path);
         if let Some(diff) = file.diff_against_disk(shown)? {
+            stale.push(StaleFile { path: shown.to_string(), diff });
+        } else if file.lacks_executable_bit() {
+            let diff = format!("{shown}: mode should be executable (0755); the contents are equal\n");
             stale.push(StaleFile { path: shown.to_string(), diff });
         }
     }
@@ -210,6 +230,25 @@ mod tests {
         let message = fail_if_stale(&stale, "cargo xtask codegen").unwrap_err().to_string();
         assert!(message.contains("out.txt"), "{message}");
         assert!(message.contains("run `cargo xtask codegen`"), "{message}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn lost_executable_bit_is_stale_and_repaired() {
+        use std::os::unix::fs::PermissionsExt;
+
+        let (_guard, root) = temporary_directory();
+        let file = GeneratedFile::executable(root.join("hook.sh"), "#!/bin/sh\n".into());
+        std::fs::write(&file.path, &file.contents).unwrap();
+        std::fs::set_permissions(&file.path, std::fs::Permissions::from_mode(0o644)).unwrap();
+
+        let stale = find_stale(std::slice::from_ref(&file), &root).unwrap();
+        assert_eq!(stale.len(), 1, "{stale:?}");
+        assert!(stale[0].diff.contains("mode should be executable"), "{}", stale[0].diff);
+
+        write_all(std::slice::from_ref(&file)).unwrap();
+        let mode = std::fs::metadata(&file.path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o755, "mode {mode:o}");
     }
 
     #[test]

@@ -12,7 +12,7 @@ pub mod render;
 pub mod settings;
 pub mod test_command;
 
-use camino::Utf8PathBuf;
+use camino::{Utf8Component, Utf8Path, Utf8PathBuf};
 
 use crate::flags::CommonFlags;
 use crate::project::Project;
@@ -24,14 +24,41 @@ pub fn resolve_paths(project: &Project, common: &CommonFlags) -> anyhow::Result<
         .map_err(|path| anyhow::anyhow!("current directory {} is not valid UTF-8", path.display()))?;
     let mut project = project.clone();
     if let Some(directory) = &common.output_dir {
-        project = project.with_output_root(current_dir.join(directory));
+        project = project.with_output_root(normalize(&current_dir.join(directory)));
     }
     if let Some(directory) = &common.templates {
-        project = project.with_templates_dir(current_dir.join(directory));
+        project = project.with_templates_dir(normalize(&current_dir.join(directory)));
     }
     let settings = match &common.settings {
-        Some(path) => current_dir.join(path),
+        Some(path) => normalize(&current_dir.join(path)),
         None => project.default_settings(),
     };
     Ok((project, settings))
+}
+
+/// Removes `.` and `..` from an absolute path without touching the file system, so that
+/// `openemr/../deploy.yaml` and `deploy.yaml` name the settings the same way in file headers.
+fn normalize(path: &Utf8Path) -> Utf8PathBuf {
+    let mut normalized = Utf8PathBuf::new();
+    for component in path.components() {
+        match component {
+            Utf8Component::CurDir => {}
+            Utf8Component::ParentDir => {
+                normalized.pop();
+            }
+            other => normalized.push(other),
+        }
+    }
+    normalized
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalize_removes_dot_segments() {
+        assert_eq!(normalize(Utf8Path::new("/work/main/openemr/../deploy.yaml")), "/work/main/deploy.yaml");
+        assert_eq!(normalize(Utf8Path::new("/work/./main/xtask/../..")), "/work");
+    }
 }

@@ -23,8 +23,9 @@ pub struct Settings {
     pub subnet_name: TagValue,
     /// Security group of the app servers, the only source allowed to reach Redis.
     pub app_security_group: SecurityGroupRef,
+    /// Name tag of the instance and its volume, and name of its security group.
     #[serde(default = "default_instance_name")]
-    pub instance_name: TagValue,
+    pub instance_name: InstanceName,
     #[serde(default = "default_instance_type")]
     pub instance_type: InstanceType,
     #[serde(default = "default_root_volume_gib")]
@@ -112,8 +113,8 @@ fn default_subnet_name() -> TagValue {
     TagValue("Private".into())
 }
 
-fn default_instance_name() -> TagValue {
-    TagValue("openemr-redis".into())
+fn default_instance_name() -> InstanceName {
+    InstanceName("openemr-redis".into())
 }
 
 fn default_instance_type() -> InstanceType {
@@ -184,7 +185,7 @@ macro_rules! deserialize_with_try_from {
                     }
 
                     fn visit_u64<E: serde::de::Error>(self, value: u64) -> Result<$name, E> {
-                        self.visit_i64(i64::try_from(value).unwrap_or(i64::MAX))
+                        Err(E::custom(format!("`{value}` is a YAML number, not text: quote it if it is meant as text")))
                     }
 
                     // Only a release such as `24.04` is written as a float, and its digits are
@@ -272,7 +273,8 @@ impl TryFrom<String> for TagValue {
             return Err("empty name: write the EC2 Name tag to look for".to_owned());
         }
         if value.chars().count() > 256 {
-            return Err(format!("name `{value}` is longer than EC2's 256-character limit for tag values"));
+            let start: String = value.chars().take(40).collect();
+            return Err(format!("name `{start}…` is longer than EC2's 256-character limit for tag values"));
         }
         if value.chars().any(char::is_control) {
             return Err(format!("name {value:?} contains a control character, which EC2 tags do not allow"));
@@ -284,6 +286,43 @@ impl TryFrom<String> for TagValue {
 impl From<TagValue> for String {
     fn from(tag: TagValue) -> String {
         tag.0
+    }
+}
+
+/// The instance's Name tag, which also names its security group, so it follows EC2's rules for
+/// group names: at most 255 characters of `a-zA-Z0-9`, spaces and `._-:/()#,@[]+=&;{}!$*`, not
+/// starting with `sg-`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(into = "String")]
+pub struct InstanceName(String);
+deserialize_with_try_from!(InstanceName, text, "an instance name such as openemr-redis");
+string_newtype!(InstanceName);
+
+impl TryFrom<String> for InstanceName {
+    type Error = String;
+
+    fn try_from(value: String) -> Result<InstanceName, String> {
+        const ALLOWED_PUNCTUATION: &str = " ._-:/()#,@[]+=&;{}!$*";
+        let fix = "it also names the security group, so use letters, digits, spaces and ._-:/()#,@[]+=&;{}!$*";
+        if value.trim().is_empty() {
+            return Err(format!("empty instance name: {fix}"));
+        }
+        if value.len() > 255 {
+            return Err(format!("instance name is {} characters long: EC2 allows at most 255 for a security group name", value.len()));
+        }
+        if let Some(bad) = value.chars().find(|c| !c.is_ascii_alphanumeric() && !ALLOWED_PUNCTUATION.contains(*c)) {
+            return Err(format!("invalid instance name {value:?}: {bad:?} is not allowed because {fix}"));
+        }
+        if value.starts_with("sg-") {
+            return Err(format!("invalid instance name `{value}`: EC2 rejects security group names that start with `sg-`"));
+        }
+        Ok(InstanceName(value))
+    }
+}
+
+impl From<InstanceName> for String {
+    fn from(name: InstanceName) -> String {
+        name.0
     }
 }
 

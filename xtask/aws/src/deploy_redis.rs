@@ -24,6 +24,7 @@ use crate::ec2::security_group::{self, RedisGroup};
 use crate::markdown::Destination;
 use crate::plan::{self, PlanReport};
 use crate::progress::Progress;
+use crate::signal::interrupted;
 use crate::sdk;
 use crate::ssm::{self, PasswordParameter};
 
@@ -377,24 +378,6 @@ async fn wait_interruptibly(
             Ok(instance)
         }
         Err(error) => Err(error),
-    }
-}
-
-/// Resolves on SIGINT or SIGTERM and names the signal.
-async fn interrupted() -> &'static str {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut terminate = signal(SignalKind::terminate()).expect("SIGTERM handler installs");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => "SIGINT",
-            _ = terminate.recv() => "SIGTERM",
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-        "Ctrl-C"
     }
 }
 

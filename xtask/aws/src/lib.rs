@@ -11,5 +11,6 @@ pub mod progress;
 pub mod rotate_redis_password;
 pub mod sandbox;
 pub mod sdk;
+pub mod signal;
 pub mod ssm;
 pub mod status;

@@ -15,6 +15,7 @@ use xtask::project::Project;
 use xtask::settings::{Readiness, SecurityGroupRef, Settings};
 
 use crate::ec2::{missing_field, sdk_error, tag};
+use crate::signal::interrupted;
 
 pub const SANDBOX_REGION: &str = "us-east-1";
 
@@ -38,6 +39,7 @@ pub async fn run(project: &Project, settings_path: &Utf8Path, flags: &Sandbox) -
         project.root().join("target/sandbox")
     };
     std::fs::create_dir_all(&sandbox_dir).with_context(|| format!("failed to create {sandbox_dir}"))?;
+    let _lock = lock_sandbox(&sandbox_dir)?;
 
     let moto_server = moto::ensure_installed(project)?;
     let moto = start_emulator(&moto_server, &sandbox_dir)?;
@@ -47,25 +49,72 @@ pub async fn run(project: &Project, settings_path: &Utf8Path, flags: &Sandbox) -
     eprintln!("seeded VPC {} ({}) with the guide's subnets and app group {}", settings.vpc_name, network.vpc_id, network.app_group_id);
 
     let sandbox_settings = write_sandbox_settings(&settings, &sandbox_dir)?;
-    let status = Command::new(std::env::current_exe().context("failed to locate the xtask-aws binary")?)
+    let mut deploy = Command::new(std::env::current_exe().context("failed to locate the xtask-aws binary")?);
+    deploy
         .args(["deploy-redis", "--settings", sandbox_settings.as_str(), "--output-dir", sandbox_dir.as_str()])
+        .args(["--templates", project.templates_dir().as_str()])
         .envs(emulator_environment(moto.endpoint(), &sandbox_dir))
         .env_remove("AWS_PROFILE")
         .env_remove("AWS_DEFAULT_PROFILE")
-        .env_remove("AWS_SESSION_TOKEN")
-        .status()
-        .context("failed to run deploy-redis against the emulator")?;
+        .env_remove("AWS_SESSION_TOKEN");
+    let status = run_until_interrupted(&mut deploy).await?;
     if !status.success() {
-        bail!("deploy-redis failed against the emulator ({status}); the emulator's log is {sandbox_dir}/moto.log");
+        bail!(
+            "deploy-redis failed against the emulator ({status}); the emulator's log is {sandbox_dir}/moto.log. \
+             The emulator stops with the sandbox, so rerun `cargo xtask sandbox` to start over"
+        );
     }
     eprintln!("sandbox outputs: {sandbox_dir}/generated and {sandbox_dir}/openemr/.ebextensions");
 
     if flags.keep_running {
-        print_emulator_exports(moto.endpoint(), &sandbox_dir);
-        eprintln!("the emulator runs until Ctrl-C");
-        let _ = tokio::signal::ctrl_c().await;
+        print_emulator_exports(moto.endpoint(), &sandbox_dir, &sandbox_settings);
+        eprintln!("the emulator runs until Ctrl-C or SIGTERM");
+        let signal = interrupted().await;
+        eprintln!("{signal} received: stopping the emulator");
     }
     Ok(())
+}
+
+/// Holds an exclusive lock on the sandbox directory, so that two sandboxes do not mix their
+/// outputs. The lock ends with the process.
+fn lock_sandbox(directory: &Utf8Path) -> anyhow::Result<std::fs::File> {
+    let path = directory.join("sandbox.lock");
+    let file = std::fs::File::create(&path).with_context(|| format!("failed to create {path}"))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => bail!(
+            "another `cargo xtask sandbox` is running with {directory}: wait for it, or give this one another \
+             --output-dir"
+        ),
+        Err(std::fs::TryLockError::Error(error)) => Err(error).with_context(|| format!("failed to lock {path}")),
+    }
+}
+
+/// Runs the child and stops it when this process receives SIGINT or SIGTERM, so the emulator,
+/// which stops with the sandbox, is never left running. (Ctrl-C reaches the child too, through
+/// the terminal's process group; SIGTERM reaches only this process.)
+async fn run_until_interrupted(command: &mut Command) -> anyhow::Result<std::process::ExitStatus> {
+    let mut child = command.spawn().context("failed to run deploy-redis against the emulator")?;
+    let wait = async {
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Ok::<_, std::io::Error>(status);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    };
+    let outcome = tokio::select! {
+        status = wait => Ok(status.context("failed to wait for deploy-redis")?),
+        signal = interrupted() => Err(signal),
+    };
+    match outcome {
+        Ok(status) => Ok(status),
+        Err(signal) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("{signal} received: stopped the sandbox and its emulator; rerun `cargo xtask sandbox` to start over")
+        }
+    }
 }
 
 /// Starts moto with the sandbox's Ubuntu images. Its log goes to `moto.log` in `directory`.
@@ -92,12 +141,14 @@ pub fn emulator_environment(endpoint: &str, directory: &Utf8Path) -> Vec<(&'stat
     ]
 }
 
-fn print_emulator_exports(endpoint: &str, directory: &Utf8Path) {
+fn print_emulator_exports(endpoint: &str, directory: &Utf8Path, settings: &Utf8Path) {
     println!("# To run commands against the emulator, paste into a shell:");
     for (name, value) in emulator_environment(endpoint, directory) {
         println!("export {name}={value}");
     }
     println!("unset AWS_PROFILE AWS_DEFAULT_PROFILE AWS_SESSION_TOKEN");
+    println!("# and point the commands at the sandbox's settings and outputs, for example:");
+    println!("cargo xtask status --settings {settings} --output-dir {directory}");
 }
 
 /// Builds a client for the emulator without reading the environment.

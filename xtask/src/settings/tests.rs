@@ -211,3 +211,45 @@ fn parameter_name_is_validated() {
         assert!(message.contains(expected), "{name}: {message}");
     }
 }
+
+#[test]
+fn plain_null_bool_and_number_are_not_names() {
+    let cases = [
+        ("vpc_name: ~\n", "empty value"),
+        ("vpc_name: null\n", "empty value"),
+        ("subnet_name: true\n", "`true` is a YAML boolean"),
+        ("instance_name: 12345\n", "`12345` is a YAML number"),
+    ];
+    for (line, expected) in cases {
+        let message = parse_error(&format!("{MINIMAL}{line}"));
+        assert!(message.contains(expected), "{line:?}: {message}");
+        assert!(message.starts_with("deploy.yaml:4:"), "{line:?}: {message}");
+    }
+}
+
+#[test]
+fn quoted_null_is_a_name() {
+    let settings = parse(&format!("{MINIMAL}vpc_name: \"null\"\n")).unwrap();
+    assert_eq!(settings.vpc_name.as_str(), "null");
+}
+
+#[test]
+fn instance_name_follows_group_name_rules() {
+    for (name, expected) in [("sg-redis", "start with `sg-`"), ("redis\u{e9}", "is not allowed"), ("a|b", "is not allowed")] {
+        let message = parse_error(&format!("{MINIMAL}instance_name: \"{name}\"\n"));
+        assert!(message.contains(expected), "{name}: {message}");
+    }
+    parse(&format!("{MINIMAL}instance_name: \"Redis (sessions) #1\"\n")).unwrap();
+}
+
+#[test]
+fn a1_types_are_arm64() {
+    let settings = parse(&format!("{MINIMAL}instance_type: a1.large\nredis_maxmemory_mib: 2048\n")).unwrap();
+    assert_eq!(settings.architecture(), "arm64");
+}
+
+#[test]
+fn maxmemory_has_an_upper_bound() {
+    let message = parse_error(&format!("{MINIMAL}redis_maxmemory_mib: 999999999\n"));
+    assert!(message.contains("more than any EC2 instance type has"), "{message}");
+}
