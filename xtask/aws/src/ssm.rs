@@ -35,7 +35,7 @@ pub fn generate_password() -> anyhow::Result<String> {
     let mut password = String::with_capacity(PASSWORD_LENGTH);
     let mut bytes = [0u8; 64];
     while password.len() < PASSWORD_LENGTH {
-        getrandom::getrandom(&mut bytes)
+        getrandom::fill(&mut bytes)
             .map_err(|error| anyhow::anyhow!("the operating system's random number generator failed: {error}"))?;
         for byte in bytes {
             if password.len() == PASSWORD_LENGTH {
