@@ -448,7 +448,7 @@ def validate_pair(tool, pair, user_data_sha256, directory):
         problems.append(f"first deploy sent {first_actions.count('RunInstances')} RunInstances requests, not 1")
     launches = [request for request in pair["first"]["requests"] if request["action"] == "RunInstances"]
     # deploy-redis puts the hash of a password it generates per account into the user data, so
-    # each fresh emulator gets other bytes; it must send exactly the file it wrote. The peers
+    # each fresh emulator gets other bytes. It must send exactly the file it wrote. The peers
     # send the file rendered once, which has the Redis user disabled.
     written = directory / "output" / "generated" / "user-data.yaml"
     expected_sha256 = hashlib.sha256(written.read_bytes()).hexdigest() if tool.binary is not None else user_data_sha256

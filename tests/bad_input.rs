@@ -252,7 +252,8 @@ async fn user_data_over_limit() {
     }
     std::fs::write(&redis_conf, text).unwrap();
 
-    let expected = ["rendered user data is", "over EC2's limit of 16384", "shorten templates/user-data.yaml.j2"];
+    let shorten = format!("shorten {templates}/user-data.yaml.j2");
+    let expected = ["rendered user data is", "over EC2's limit of 16384", shorten.as_str()];
     setup.assert_rejected(&["deploy-redis", "--templates", templates.as_str()], &expected).await;
     setup.assert_rejected(&["codegen", "--templates", templates.as_str()], &expected).await;
 }
@@ -267,7 +268,7 @@ async fn undefined_template_variable() {
     text.push_str("maxclients {{ nonexistent }}\n");
     std::fs::write(&redis_conf, text).unwrap();
 
-    let location = format!("redis.conf.j2:{line}:");
+    let location = format!("{templates}/redis.conf.j2:{line}:");
     let expected = [location.as_str(), "undefined value", "`nonexistent`", "check the variable's spelling"];
     setup.assert_rejected(&["deploy-redis", "--templates", templates.as_str()], &expected).await;
     setup.assert_rejected(&["codegen", "--templates", templates.as_str()], &expected).await;

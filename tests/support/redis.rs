@@ -100,7 +100,7 @@ pub const ADMIN_USER: &str = "test-admin";
 pub const ADMIN_PASSWORD: &str = "TestOnlyAdminPassword0123456789abcdefgh";
 
 /// Adapts the instance's Redis config to a test on loopback. Five directives change: `bind`
-/// (the instance's holds the placeholder `@PRIVATE_IPV4@` that the setup script fills in),
+/// (the instance's contains the placeholder `@PRIVATE_IPV4@` that the setup script fills in),
 /// `tls-port`, `tls-cert-file`, `tls-key-file` (the test makes its own certificate) and `dir`.
 /// `dir` changes because Redis writes its snapshot there, and the test must not write into the
 /// system's /var/lib/redis. One line is added: the test's administrator.
@@ -200,7 +200,7 @@ pub enum Login<'a> {
 }
 
 /// A `redis-server` child process with the given config, killed when dropped so that a failed
-/// assertion does not leak it. The temporary directory holds the config, the certificate, the
+/// assertion does not leak it. The temporary directory contains the config, the certificate, the
 /// log and `dir`.
 pub struct RedisServer {
     child: Child,
@@ -279,7 +279,7 @@ impl RedisServer {
 
     /// Runs `redis-cli --tls` with `arguments`, verifying the server's certificate, the client the
     /// instance's health check uses. The password goes through REDISCLI_AUTH, never the command
-    /// line. Returns the trimmed standard output, which holds error replies too.
+    /// line. Returns the trimmed standard output, which contains error replies too.
     pub fn cli_as(&self, login: Login<'_>, arguments: &[&str]) -> String {
         let output = self.run_cli(login, arguments);
         assert!(output.status.success(), "redis-cli {arguments:?} failed: {}", describe(&output));

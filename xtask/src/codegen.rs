@@ -26,7 +26,7 @@ pub const CERTIFICATE_MARKER: &str = "openemr-redis-certificate";
 
 pub const REDIS_PORT: u16 = 6379;
 
-/// Where the setup script puts the TLS key and certificate on the instance.
+/// Paths of the TLS key and certificate that the setup script creates on the instance.
 pub const TLS_CERT_FILE: &str = "/etc/redis/tls/redis.crt";
 pub const TLS_KEY_FILE: &str = "/etc/redis/tls/redis.key";
 
@@ -44,6 +44,13 @@ pub struct Inputs<'a> {
     /// The settings file as named in headers, relative to the checkout when inside it.
     pub settings_name: &'a Utf8Path,
     pub templates: &'a Environment<'static>,
+}
+
+impl Inputs<'_> {
+    /// Returns the templates directory as messages show it: relative to the checkout when inside.
+    fn shown_templates_dir(&self) -> &Utf8Path {
+        self.project.display_path(self.project.templates_dir())
+    }
 }
 
 /// Renders the cloud-init user data and checks it fits EC2's limit and parses.
@@ -70,15 +77,16 @@ pub fn render_user_data(inputs: &Inputs<'_>, password_sha256: Option<&str>) -> a
             password_sha256 => password_sha256,
         },
     };
-    let text = render::render(inputs.templates, "user-data.yaml.j2", &context)?;
+    let templates_dir = inputs.shown_templates_dir();
+    let text = render::render(inputs.templates, templates_dir, "user-data.yaml.j2", &context)?;
 
     if !text.starts_with("#cloud-config\n") {
-        bail!("templates/user-data.yaml.j2 must start with `#cloud-config` on line 1, or cloud-init ignores it");
+        bail!("{templates_dir}/user-data.yaml.j2 must start with `#cloud-config` on line 1, or cloud-init ignores it");
     }
     if text.len() > USER_DATA_MAX_BYTES {
         bail!(
             "rendered user data is {} bytes, over EC2's limit of {USER_DATA_MAX_BYTES}: shorten \
-             templates/user-data.yaml.j2 or the templates it includes",
+             {templates_dir}/user-data.yaml.j2 or the templates it includes",
             text.len()
         );
     }
@@ -112,9 +120,9 @@ pub fn render_ebextensions(inputs: &Inputs<'_>, record: Option<&DeploymentRecord
     };
     let directory = inputs.project.ebextensions_dir();
 
-    let options = render_yaml(inputs.templates, "00-options.config.j2", &context)?;
-    let hook_config = render_yaml(inputs.templates, "01-redis-sessions.config.j2", &context)?;
-    let hook_script = render::render(inputs.templates, "redis-sessions.sh.j2", &context)?;
+    let options = render_yaml(inputs, "00-options.config.j2", &context)?;
+    let hook_config = render_yaml(inputs, "01-redis-sessions.config.j2", &context)?;
+    let hook_script = render::render(inputs.templates, inputs.shown_templates_dir(), "redis-sessions.sh.j2", &context)?;
     Ok(vec![
         GeneratedFile::regular(directory.join("00-options.config"), options),
         GeneratedFile::regular(directory.join("01-redis-sessions.config"), hook_config),
@@ -122,8 +130,8 @@ pub fn render_ebextensions(inputs: &Inputs<'_>, record: Option<&DeploymentRecord
     ])
 }
 
-fn render_yaml(templates: &Environment<'static>, name: &str, context: &Value) -> anyhow::Result<String> {
-    let text = render::render(templates, name, context)?;
+fn render_yaml(inputs: &Inputs<'_>, name: &str, context: &Value) -> anyhow::Result<String> {
+    let text = render::render(inputs.templates, inputs.shown_templates_dir(), name, context)?;
     render::check_yaml(name.trim_end_matches(".j2"), &text)?;
     Ok(text)
 }

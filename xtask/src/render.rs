@@ -45,13 +45,14 @@ pub fn new_environment() -> Environment<'static> {
 }
 
 /// Renders template `name` with `context`, naming the template, line and variable on failure.
-pub fn render(environment: &Environment<'_>, name: &str, context: &Value) -> anyhow::Result<String> {
+/// `templates_dir` is the directory as shown in messages.
+pub fn render(environment: &Environment<'_>, templates_dir: &Utf8Path, name: &str, context: &Value) -> anyhow::Result<String> {
     let template = environment
         .get_template(name)
-        .with_context(|| format!("template {name} not found in templates/"))?;
+        .with_context(|| format!("template {name} not found in {templates_dir}"))?;
     let output = template
         .render(context)
-        .map_err(|error| template_error(Utf8Path::new(&format!("templates/{name}")), &error))?;
+        .map_err(|error| template_error(&templates_dir.join(name), &error))?;
     Ok(output.replace("\r\n", "\n"))
 }
 
@@ -171,7 +172,7 @@ mod tests {
         environment.add_template_owned("outer.j2", "first\n{% include \"inner.j2\" %}\n".to_owned()).unwrap();
         environment.add_template_owned("inner.j2", "one\ntwo {{ missing }}\n".to_owned()).unwrap();
 
-        let message = render(&environment, "outer.j2", &minijinja::context! {}).unwrap_err().to_string();
+        let message = render(&environment, Utf8Path::new("templates"), "outer.j2", &minijinja::context! {}).unwrap_err().to_string();
         assert!(message.starts_with("templates/inner.j2:2: undefined value"), "{message}");
     }
 

@@ -32,7 +32,7 @@ pub struct Settings {
     pub root_volume_gib: RootVolumeGib,
     #[serde(default)]
     pub ubuntu_release: UbuntuRelease,
-    /// EC2 key pair for SSH. Nothing needs SSH, so the default is none.
+    /// EC2 key pair for SSH. Nothing needs SSH, so by default the instance has no key pair.
     #[serde(default)]
     pub key_pair: Option<TagValue>,
     /// Overrides the `maxmemory` derived from the instance type.
@@ -43,7 +43,7 @@ pub struct Settings {
     /// Redis ACL user that the app servers log in as.
     #[serde(default = "default_redis_user")]
     pub redis_user: RedisUser,
-    /// SSM Parameter Store name of the `SecureString` that holds the Redis password.
+    /// SSM Parameter Store name of the `SecureString` that contains the Redis password.
     #[serde(default = "default_redis_password_parameter")]
     pub redis_password_parameter: ParameterName,
     pub timezone: Timezone,
