@@ -41,7 +41,7 @@ pub fn check_certificate(pem: &str, private_ip: &str, now_unix_seconds: i64) -> 
         .with_context(|| format!("private IP `{private_ip}` of the instance is not an IPv4 address"))?;
     let (rest, block) = parse_x509_pem(pem.as_bytes()).map_err(|error| anyhow::anyhow!("the certificate is not valid PEM: {error}"))?;
     if !rest.iter().all(u8::is_ascii_whitespace) {
-        bail!("the certificate text holds more than one PEM block");
+        bail!("the certificate text contains more than one PEM block");
     }
     let certificate = block
         .parse_x509()

@@ -1,5 +1,5 @@
-//! Where Markdown reports go: appended to the GitHub Actions job summary when
-//! `GITHUB_STEP_SUMMARY` is set, otherwise to the file the user named, otherwise to stdout.
+//! The destination of Markdown reports: the GitHub Actions job summary (appended) when
+//! `GITHUB_STEP_SUMMARY` is set, otherwise the file the user named, otherwise stdout.
 
 use std::io::Write;
 

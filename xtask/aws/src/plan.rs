@@ -10,7 +10,7 @@ use xtask::record::DeploymentRecord;
 use crate::deploy_redis::{Found, InstancePlan, Prepared};
 use crate::ec2::security_group;
 
-/// What the deploy would do to one resource.
+/// One resource of the plan and the action the deploy would take on it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlanRow {
     pub resource: &'static str,
