@@ -96,3 +96,39 @@ fn invalid_settings_leave_outputs_alone() {
     assert!(stderr.contains(&format!("{settings}:2:11: timezone: invalid time zone `Mars/Olympus`")), "{stderr}");
     assert_eq!(std::fs::read_to_string(&options).unwrap(), before);
 }
+
+/// Writes a record whose certificate hash matches `certificate`, and the certificate beside the
+/// options file, as a deploy with `readiness: redis-ping` leaves them.
+fn write_deployed_certificate(output_dir: &Utf8PathBuf, certificate: &str) -> Utf8PathBuf {
+    let golden_record = Utf8PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/golden/deployment.yaml");
+    let record = std::fs::read_to_string(golden_record).unwrap();
+    let certificate_sha256 = xtask::codegen::sha256_hex(certificate.as_bytes());
+    let record = record.replace(&"2".repeat(64), &certificate_sha256);
+    std::fs::write(output_dir.join("generated/deployment.yaml"), record).unwrap();
+    let ca_file = output_dir.join("openemr/.ebextensions/redis-ca.pem");
+    std::fs::write(&ca_file, certificate).unwrap();
+    ca_file
+}
+
+#[test]
+fn recorded_certificate_must_match_its_file() {
+    let (_guard, output_dir) = fresh_outputs();
+    let ca_file = write_deployed_certificate(&output_dir, "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n");
+    let regenerate = xtask(&output_dir, &["codegen"]).output().unwrap();
+    assert!(regenerate.status.success(), "{}", describe(&regenerate));
+    let check = xtask(&output_dir, &["codegen", "--check"]).output().unwrap();
+    assert!(check.status.success(), "{}", describe(&check));
+
+    std::fs::write(&ca_file, "-----BEGIN CERTIFICATE-----\nBBBB\n-----END CERTIFICATE-----\n").unwrap();
+    let check = xtask(&output_dir, &["codegen", "--check"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&check.stderr);
+    assert!(!check.status.success(), "{}", describe(&check));
+    assert!(stderr.contains("openemr/.ebextensions/redis-ca.pem has SHA-256"), "{stderr}");
+    assert!(stderr.contains("cargo xtask deploy-redis"), "names the way out: {stderr}");
+
+    std::fs::remove_file(&ca_file).unwrap();
+    let check = xtask(&output_dir, &["codegen", "--check"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&check.stderr);
+    assert!(!check.status.success(), "{}", describe(&check));
+    assert!(stderr.contains("redis-ca.pem is missing"), "{stderr}");
+}

@@ -470,8 +470,12 @@ async fn destroy_needs_flag_then_removes_everything() {
     assert_eq!(emulator.redis_groups().await.len(), 1, "the group still exists");
     assert_eq!(snapshot(&emulator.output_dir), before, "no file changed");
 
+    // The sandbox's readiness writes no certificate, so stand one in to see that destroy removes it.
+    let ca_file = emulator.output_file("openemr/.ebextensions/redis-ca.pem");
+    std::fs::write(&ca_file, "-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n").unwrap();
     let destroyed = emulator.run(&["destroy-redis", "--disable-termination-protection"]);
     assert!(destroyed.status.success(), "{}", describe(&destroyed));
+    assert!(!ca_file.exists(), "{ca_file} removed with the instance");
     assert_eq!(emulator.instance_state(&instance_id).await, InstanceStateName::Terminated, "{}", describe(&destroyed));
     let groups = emulator.redis_groups().await;
     assert!(groups.is_empty(), "group {group_id} deleted: {groups:#?}");

@@ -139,10 +139,40 @@ fn render_yaml(inputs: &Inputs<'_>, name: &str, context: &Value) -> anyhow::Resu
 /// Renders every file that `codegen` owns, with the record as it is on disk.
 pub fn render_all(inputs: &Inputs<'_>) -> anyhow::Result<Vec<GeneratedFile>> {
     let record = DeploymentRecord::load(&inputs.project.deployment_record())?;
+    if let Some(record) = &record {
+        check_ca_file(inputs.project, record)?;
+    }
     let password_sha256 = record.as_ref().and_then(|record| record.redis_password_sha256.as_deref());
     let mut files = vec![render_user_data(inputs, password_sha256)?];
     files.extend(render_ebextensions(inputs, record.as_ref())?);
     Ok(files)
+}
+
+/// Checks `redis-ca.pem` against the hash in the record. `codegen` cannot regenerate the
+/// certificate, which only the instance knows, so an edited or lost file is an error in both
+/// modes.
+fn check_ca_file(project: &Project, record: &DeploymentRecord) -> anyhow::Result<()> {
+    let Some(expected) = &record.redis_ca_sha256 else {
+        return Ok(());
+    };
+    let path = project.ebextensions_dir().join(CA_FILE_NAME);
+    let shown = project.display_path(&path);
+    let restore = format!("restore it with `git checkout -- {shown}`, or run `cargo xtask deploy-redis` to read it again");
+    let contents = match std::fs::read(&path) {
+        Ok(contents) => contents,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            bail!("{shown} is missing, but generated/deployment.yaml records a certificate: {restore}")
+        }
+        Err(error) => return Err(error).with_context(|| format!("failed to read {path}")),
+    };
+    let actual = sha256_hex(&contents);
+    if &actual != expected {
+        bail!(
+            "{shown} has SHA-256 {actual}, but generated/deployment.yaml records the instance's certificate as \
+             {expected}: {restore}"
+        );
+    }
+    Ok(())
 }
 
 /// Returns the lowercase hex SHA-256 of `bytes`.

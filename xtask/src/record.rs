@@ -31,7 +31,8 @@ pub struct DeploymentRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redis_password_parameter_arn: Option<String>,
     /// SHA-256 of the Redis password in lowercase hex, the form a Redis ACL rule `#<hex>` takes.
-    /// It is not a secret: the password has 190 random bits, far beyond a brute-force search.
+    /// It is not a secret: a password has at least 190 random bits (32 or more characters drawn
+    /// from 62), far beyond a brute-force search.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redis_password_sha256: Option<String>,
     /// SHA-256 of `openemr/.ebextensions/redis-ca.pem`, the instance's TLS certificate. Absent

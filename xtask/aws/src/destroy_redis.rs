@@ -189,15 +189,20 @@ async fn interfaces_in_use(client: &Client, group_id: &str, destroyed_instance_i
     Ok(users)
 }
 
-/// Removes the record and regenerates the options file, whose REDIS_IP becomes empty again.
+/// Removes the record and the certificate, and regenerates the options file, whose REDIS_IP
+/// becomes empty again.
 fn regenerate_without_record(project: &Project, prepared: &Prepared) -> anyhow::Result<()> {
     let record_path = project.deployment_record();
     let files = codegen::render_ebextensions(&prepared.inputs(project), None)?;
     let written = generated::write_all(&files).context("failed to write generated files")?;
-    match std::fs::remove_file(&record_path) {
-        Ok(()) => eprintln!("removed {}", project.display_path(&record_path)),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-        Err(error) => return Err(error).with_context(|| format!("failed to remove {record_path}")),
+    // The certificate belonged to the terminated instance, so it goes with the record.
+    let ca_file = project.ebextensions_dir().join(codegen::CA_FILE_NAME);
+    for path in [&record_path, &ca_file] {
+        match std::fs::remove_file(path) {
+            Ok(()) => eprintln!("removed {}", project.display_path(path)),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => return Err(error).with_context(|| format!("failed to remove {path}")),
+        }
     }
     for path in written {
         eprintln!("updated {}", project.display_path(&path));
