@@ -19,11 +19,12 @@ pub const ACTIONLINT_VENV: &str = "target/actionlint-venv";
 pub const ACTIONLINT_VARIABLE: &str = "XTASK_ACTIONLINT";
 
 /// Debian packages the tests run, each with a command that proves it works.
-const DEBIAN_PACKAGES: [(&str, &str, &[&str]); 4] = [
+const DEBIAN_PACKAGES: [(&str, &str, &[&str]); 5] = [
     ("cloud-init", "cloud-init", &["--version"]),
     ("redis-server", "redis-server", &["--version"]),
     ("php-cli", "php", &["--version"]),
     ("php-redis", "php", &["-r", "exit(extension_loaded('redis') ? 0 : 1);"]),
+    ("openssl", "openssl", &["version"]),
 ];
 
 pub fn run(project: &Project, flags: &Test) -> anyhow::Result<()> {
