@@ -951,3 +951,39 @@ fn certificate_not_yet_valid_is_an_error() {
     let error = xtask_aws::certificate::check_certificate(&pem, PRIVATE_IP, 0).unwrap_err();
     assert!(error.to_string().starts_with("the certificate is not valid yet"), "{error}");
 }
+
+/// Writes `pem` as the committed certificate and returns a record that names it.
+fn record_with_certificate(workspace: &Workspace, pem: &str) -> DeploymentRecord {
+    let directory = workspace.project.ebextensions_dir();
+    std::fs::create_dir_all(&directory).unwrap();
+    std::fs::write(directory.join("redis-ca.pem"), pem).unwrap();
+    let record_text = std::fs::read_to_string(Project::from_manifest_dir().root().join("tests/golden/deployment.yaml")).unwrap();
+    let mut record: DeploymentRecord = serde_yaml::from_str(&record_text).unwrap();
+    record.private_ip = PRIVATE_IP.to_owned();
+    record.redis_ca_sha256 = Some(codegen::sha256_hex(pem.as_bytes()));
+    record
+}
+
+#[test]
+fn status_accepts_recorded_certificate() {
+    let workspace = Workspace::with_console_readiness();
+    let record = record_with_certificate(&workspace, &make_certificate_pem(PRIVATE_IP));
+
+    let check = xtask_aws::status::certificate_check(&workspace.project, &record);
+    assert!(check.in_sync, "{check:?}");
+}
+
+#[test]
+fn status_flags_replaced_or_foreign_certificate() {
+    let workspace = Workspace::with_console_readiness();
+    let mut record = record_with_certificate(&workspace, &make_certificate_pem(PRIVATE_IP));
+    record.redis_ca_sha256 = Some("0".repeat(64));
+    let check = xtask_aws::status::certificate_check(&workspace.project, &record);
+    assert!(!check.in_sync, "{check:?}");
+    assert!(check.detail.contains("is not the certificate in the record"), "{}", check.detail);
+
+    let record = record_with_certificate(&workspace, &make_certificate_pem("10.9.9.9"));
+    let check = xtask_aws::status::certificate_check(&workspace.project, &record);
+    assert!(!check.in_sync, "{check:?}");
+    assert!(check.detail.contains("--replace"), "{}", check.detail);
+}

@@ -330,3 +330,25 @@ fn second_sandbox_on_same_dir_is_rejected() {
     assert!(stderr.contains("another `cargo xtask sandbox` is running"), "{stderr}");
     assert!(!output_dir.join("generated").exists(), "nothing written: {}", describe(&output));
 }
+
+#[tokio::test]
+async fn status_reports_rotated_password() {
+    let emulator = Emulator::start().await;
+    let deploy = emulator.run(&["deploy-redis"]);
+    assert!(deploy.status.success(), "{}", describe(&deploy));
+
+    let in_sync = emulator.run(&["status"]);
+    let stdout = String::from_utf8_lossy(&in_sync.stdout);
+    assert_eq!(in_sync.status.code(), Some(0), "{}", describe(&in_sync));
+    assert!(stdout.contains("ok    password"), "the password is checked: {stdout}");
+
+    let rotate = emulator.run(&["rotate-redis-password"]);
+    assert!(rotate.status.success(), "{}", describe(&rotate));
+    let drift = emulator.run(&["status"]);
+    let stdout = String::from_utf8_lossy(&drift.stdout);
+    assert_eq!(drift.status.code(), Some(3), "{}", describe(&drift));
+    assert!(stdout.contains("DRIFT password"), "{stdout}");
+    assert!(stdout.contains("--replace"), "names the way out: {stdout}");
+    let (password, _) = stored_password(&emulator).await;
+    assert!(!stdout.contains(&password), "status never prints the password");
+}

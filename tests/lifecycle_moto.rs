@@ -276,7 +276,7 @@ async fn status_after_deploy_is_in_sync() {
     assert_eq!(report["instance_id"], serde_json::Value::from(instance_id.as_str()), "instance id: {report:#}");
     let checks = report["checks"].as_array().unwrap_or_else(|| panic!("no checks: {report:#}"));
     let names: Vec<&str> = checks.iter().filter_map(|check| check["name"].as_str()).collect();
-    assert_eq!(names, ["instance", "private_ip", "user_data", "security_group"], "every check ran: {report:#}");
+    assert_eq!(names, ["instance", "private_ip", "user_data", "security_group", "password"], "every check ran: {report:#}");
     for check in checks {
         assert_eq!(check["in_sync"], serde_json::Value::Bool(true), "check in sync: {check:#}");
     }

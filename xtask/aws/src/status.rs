@@ -53,7 +53,9 @@ pub async fn run(project: &Project, settings_path: &Utf8Path, flags: &Status) ->
         },
         Some(record) => {
             let connection = sdk::connect(Some(&record.region)).await?;
-            compare(&connection.client, &prepared, record).await?
+            let mut report = compare(&connection.client, &prepared, record).await?;
+            add_secret_checks(&mut report, &connection.ssm, project, &prepared, record).await?;
+            report
         }
     };
 
@@ -169,6 +171,76 @@ pub fn render_markdown(report: &Report) -> String {
         }
     }
     markdown
+}
+
+/// Adds the checks of the password in SSM and of the recorded certificate, for deployments that
+/// have them.
+pub async fn add_secret_checks(
+    report: &mut Report,
+    ssm: &aws_sdk_ssm::Client,
+    project: &Project,
+    prepared: &Prepared,
+    record: &DeploymentRecord,
+) -> anyhow::Result<()> {
+    if let Some(expected) = &record.redis_password_sha256 {
+        report.checks.push(password_check(ssm, prepared.settings.redis_password_parameter.as_str(), expected).await?);
+    }
+    if record.redis_ca_sha256.is_some() {
+        report.checks.push(certificate_check(project, record));
+    }
+    report.in_sync = report.checks.iter().all(|check| check.in_sync);
+    Ok(())
+}
+
+async fn password_check(ssm: &aws_sdk_ssm::Client, name: &str, expected_sha256: &str) -> anyhow::Result<Check> {
+    let check = match crate::ssm::find_password(ssm, name).await? {
+        None => Check {
+            name: "password",
+            in_sync: false,
+            detail: format!(
+                "SSM parameter {name} not found, so app servers cannot read the password; `cargo xtask deploy-redis \
+                 --replace` creates a new one and an instance that accepts it"
+            ),
+        },
+        Some(parameter) if parameter.sha256 != expected_sha256 => Check {
+            name: "password",
+            in_sync: false,
+            detail: format!(
+                "SSM parameter {name} (version {}) contains another password than the instance accepts, as after a \
+                 rotation; apply it with `cargo xtask deploy-redis --replace`",
+                parameter.version
+            ),
+        },
+        Some(parameter) => Check {
+            name: "password",
+            in_sync: true,
+            detail: format!("SSM parameter {name} (version {}) matches the instance", parameter.version),
+        },
+    };
+    Ok(check)
+}
+
+/// Checks that the committed certificate is the recorded one and still valid for the recorded IP.
+pub fn certificate_check(project: &Project, record: &DeploymentRecord) -> Check {
+    let path = project.ebextensions_dir().join(codegen::CA_FILE_NAME);
+    let shown = project.display_path(&path).to_string();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let now = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
+    let problem = match std::fs::read_to_string(&path) {
+        Err(error) => Some(format!("{shown} cannot be read ({error})")),
+        Ok(pem) if Some(codegen::sha256_hex(pem.as_bytes())) != record.redis_ca_sha256 => {
+            Some(format!("{shown} is not the certificate in the record"))
+        }
+        Ok(pem) => crate::certificate::check_certificate(&pem, &record.private_ip, now).err().map(|error| format!("{error:#}")),
+    };
+    match problem {
+        None => Check { name: "certificate", in_sync: true, detail: format!("{shown} is current and names {}", record.private_ip) },
+        Some(problem) => Check {
+            name: "certificate",
+            in_sync: false,
+            detail: format!("{problem}; `cargo xtask deploy-redis --replace` makes a new instance and certificate"),
+        },
+    }
 }
 
 fn print_report(report: &Report) {
