@@ -980,7 +980,7 @@ fn status_flags_replaced_or_foreign_certificate() {
     record.redis_ca_sha256 = Some("0".repeat(64));
     let check = xtask_aws::status::certificate_check(&workspace.project, &record);
     assert!(!check.in_sync, "{check:?}");
-    assert!(check.detail.contains("is not the certificate in the record"), "{}", check.detail);
+    assert!(check.detail.contains("records the instance's certificate as"), "{}", check.detail);
 
     let record = record_with_certificate(&workspace, &make_certificate_pem("10.9.9.9"));
     let check = xtask_aws::status::certificate_check(&workspace.project, &record);

@@ -140,7 +140,7 @@ fn render_yaml(inputs: &Inputs<'_>, name: &str, context: &Value) -> anyhow::Resu
 pub fn render_all(inputs: &Inputs<'_>) -> anyhow::Result<Vec<GeneratedFile>> {
     let record = DeploymentRecord::load(&inputs.project.deployment_record())?;
     if let Some(record) = &record {
-        check_ca_file(inputs.project, record)?;
+        read_recorded_ca_file(inputs.project, record)?;
     }
     let password_sha256 = record.as_ref().and_then(|record| record.redis_password_sha256.as_deref());
     let mut files = vec![render_user_data(inputs, password_sha256)?];
@@ -148,12 +148,12 @@ pub fn render_all(inputs: &Inputs<'_>) -> anyhow::Result<Vec<GeneratedFile>> {
     Ok(files)
 }
 
-/// Checks `redis-ca.pem` against the hash in the record. `codegen` cannot regenerate the
-/// certificate, which only the instance knows, so an edited or lost file is an error in both
-/// modes.
-fn check_ca_file(project: &Project, record: &DeploymentRecord) -> anyhow::Result<()> {
+/// Reads `redis-ca.pem` and checks it against the hash in the record, or returns `None` when the
+/// record has no certificate. `codegen` cannot regenerate the certificate, which exists only on
+/// the instance, so an edited or lost file is an error in both modes.
+pub fn read_recorded_ca_file(project: &Project, record: &DeploymentRecord) -> anyhow::Result<Option<String>> {
     let Some(expected) = &record.redis_ca_sha256 else {
-        return Ok(());
+        return Ok(None);
     };
     let path = project.ebextensions_dir().join(CA_FILE_NAME);
     let shown = project.display_path(&path);
@@ -172,7 +172,8 @@ fn check_ca_file(project: &Project, record: &DeploymentRecord) -> anyhow::Result
              {expected}: {restore}"
         );
     }
-    Ok(())
+    let pem = String::from_utf8(contents).with_context(|| format!("{shown} is not text: {restore}"))?;
+    Ok(Some(pem))
 }
 
 /// Returns the lowercase hex SHA-256 of `bytes`.

@@ -33,6 +33,12 @@ fn certificate_line(line: &str) -> Option<&str> {
     Some(rest.trim_end())
 }
 
+/// Returns the current time in seconds since the Unix epoch, the form `check_certificate` takes.
+pub fn unix_seconds_now() -> i64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    i64::try_from(now.as_secs()).unwrap_or(i64::MAX)
+}
+
 /// Checks that `pem` is one X.509 certificate that is valid at `now_unix_seconds` and names
 /// `private_ip` as an IP address subject alternative name.
 pub fn check_certificate(pem: &str, private_ip: &str, now_unix_seconds: i64) -> anyhow::Result<()> {

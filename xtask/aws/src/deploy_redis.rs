@@ -18,7 +18,7 @@ use xtask::settings::{Readiness, Settings};
 use crate::ec2::image::{Image, find_ubuntu_image};
 use crate::ec2::instance::{self, InstanceView, LaunchRequest};
 use crate::ec2::network::{SecurityGroup, Subnet, Vpc, find_app_security_group, find_subnet, find_vpc};
-use crate::certificate::{check_certificate, extract_certificate};
+use crate::certificate::{check_certificate, extract_certificate, unix_seconds_now};
 use crate::ec2::readiness::{Ready, ReadyCheck, wait_until_ready};
 use crate::ec2::security_group::{self, RedisGroup};
 use crate::markdown::Destination;
@@ -338,8 +338,7 @@ fn read_certificate(ready: &Ready, instance_id: &str, private_ip: &str) -> anyho
     };
     let pem = extract_certificate(console)
         .and_then(|pem| {
-            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-            check_certificate(&pem, private_ip, i64::try_from(now.as_secs()).unwrap_or(i64::MAX))?;
+            check_certificate(&pem, private_ip, unix_seconds_now())?;
             Ok(pem)
         })
         .with_context(|| {

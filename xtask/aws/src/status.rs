@@ -19,6 +19,7 @@ use crate::ec2::instance::{describe_instance, instance_user_data};
 use crate::ec2::network::{find_app_security_group, find_vpc};
 use crate::ec2::{filter, sdk_error, security_group};
 use crate::markdown::Destination;
+use crate::certificate::{check_certificate, unix_seconds_now};
 use crate::sdk;
 
 /// Exit code for "the record and AWS disagree".
@@ -224,14 +225,10 @@ async fn password_check(ssm: &aws_sdk_ssm::Client, name: &str, expected_sha256: 
 pub fn certificate_check(project: &Project, record: &DeploymentRecord) -> Check {
     let path = project.ebextensions_dir().join(codegen::CA_FILE_NAME);
     let shown = project.display_path(&path).to_string();
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    let now = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
-    let problem = match std::fs::read_to_string(&path) {
-        Err(error) => Some(format!("{shown} cannot be read ({error})")),
-        Ok(pem) if Some(codegen::sha256_hex(pem.as_bytes())) != record.redis_ca_sha256 => {
-            Some(format!("{shown} is not the certificate in the record"))
-        }
-        Ok(pem) => crate::certificate::check_certificate(&pem, &record.private_ip, now).err().map(|error| format!("{error:#}")),
+    let problem = match codegen::read_recorded_ca_file(project, record) {
+        Err(error) => Some(format!("{error:#}")),
+        Ok(None) => Some("generated/deployment.yaml records no certificate".to_owned()),
+        Ok(Some(pem)) => check_certificate(&pem, &record.private_ip, unix_seconds_now()).err().map(|error| format!("{error:#}")),
     };
     match problem {
         None => Check { name: "certificate", in_sync: true, detail: format!("{shown} is current and names {}", record.private_ip) },
