@@ -113,7 +113,7 @@ impl FakeBeanstalk {
         command.stdin(Stdio::null()).output().expect("run bash")
     }
 
-    /// Lists the names in `conf.d`, so that a test sees leftover temporary files.
+    /// Lists the names in `conf.d`, so that a test detects leftover temporary files.
     fn conf_dir_names(&self) -> Vec<String> {
         let mut names: Vec<String> = std::fs::read_dir(self.conf_dir())
             .unwrap()
@@ -262,8 +262,8 @@ echo json_encode(["handler" => ini_get("session.save_handler"), "session" => (ob
 "#;
 
 /// Runs PHP code as a separate app server would. `conf_dir` adds the hook's conf.d after the
-/// distribution's scan directory (the leading `:`), which loads phpredis as the platform does;
-/// without it, PHP keeps its default file sessions, kept in `files_dir`.
+/// distribution's scan directory (the leading `:`), which loads phpredis as the platform does.
+/// Without it, PHP keeps its default file sessions, stored in `files_dir`.
 fn php(conf_dir: Option<&Path>, files_dir: &Path, code: &str, argument: &str) -> Value {
     php_with(conf_dir, files_dir, code, argument, &[])
 }
@@ -271,7 +271,8 @@ fn php(conf_dir: Option<&Path>, files_dir: &Path, code: &str, argument: &str) ->
 /// Runs PHP like [`php`], with extra `-d` settings.
 fn php_with(conf_dir: Option<&Path>, files_dir: &Path, code: &str, argument: &str, settings: &[&str]) -> Value {
     let output = run_php(conf_dir, files_dir, code, argument, settings);
-    assert!(output.status.success() && output.stderr.is_empty(), "php failed or warned: {}", describe(&output));
+    assert!(output.status.success(), "php failed: {}", describe(&output));
+    assert!(output.stderr.is_empty(), "php warned: {}", describe(&output));
     serde_json::from_slice(&output.stdout)
         .unwrap_or_else(|error| panic!("php printed no JSON ({error}): {}", describe(&output)))
 }

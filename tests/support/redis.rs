@@ -45,7 +45,7 @@ pub fn require_php_with_redis() {
     require_program("php with the redis extension", &["php", "-r", "exit(extension_loaded('redis') ? 0 : 1);"]);
 }
 
-/// The settings `codegen` renders from by default.
+/// Loads the settings that `codegen` renders from by default.
 pub fn settings() -> Settings {
     let project = Project::from_manifest_dir();
     Settings::load(&project.default_settings()).expect("deploy.yaml loads")
@@ -210,7 +210,7 @@ pub struct RedisServer {
 
 impl RedisServer {
     /// Starts `redis-server` with `conf` adapted by [`config_for_test`] and waits, bounded,
-    /// until it answers PING.
+    /// until it replies to PING.
     pub fn start(conf: &str, ip: Ipv4Addr, port: u16) -> RedisServer {
         let directory = tempfile::tempdir().expect("temporary directory");
         std::fs::create_dir(directory.path().join("data")).unwrap();
@@ -221,7 +221,7 @@ impl RedisServer {
 
         let child = Command::new("redis-server")
             .arg(&conf_path)
-            // The config asks for systemd supervision; without a notification socket Redis only
+            // The config requests systemd supervision. Without a notification socket Redis only
             // logs a warning, and a socket inherited from the caller must not get its messages.
             .env_remove("NOTIFY_SOCKET")
             .stdin(Stdio::null())

@@ -14,7 +14,7 @@ use crate::settings::Settings;
 /// EC2 rejects user data above 16 KiB before base64 encoding.
 pub const USER_DATA_MAX_BYTES: usize = 16 * 1024;
 
-/// Console line the instance prints once Redis answered PING, followed by ` sha256=<hex>`.
+/// Console line the instance prints once Redis replied to PING, followed by ` sha256=<hex>`.
 pub const READY_MARKER: &str = "openemr-redis-ready";
 
 /// Console line the instance prints when provisioning failed, followed by ` sha256=<hex> reason=…`.

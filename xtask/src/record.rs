@@ -27,7 +27,7 @@ pub struct DeploymentRecord {
     pub private_ip: String,
     /// SHA-256 of the user data exactly as sent to EC2, in lowercase hex.
     pub user_data_sha256: String,
-    /// ARN of the SSM `SecureString` parameter that holds the Redis password.
+    /// ARN of the SSM `SecureString` parameter that contains the Redis password.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redis_password_parameter_arn: Option<String>,
     /// SHA-256 of the Redis password in lowercase hex, the form a Redis ACL rule `#<hex>` takes.

@@ -556,7 +556,7 @@ impl From<UbuntuRelease> for String {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Readiness {
-    /// The completion line the instance prints on its serial console after Redis answered PING.
+    /// The completion line the instance prints on its serial console after Redis replied to PING.
     #[default]
     RedisPing,
     /// EC2's instance and system status checks. Used where the console output is not real (the sandbox).

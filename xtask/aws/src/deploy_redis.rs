@@ -39,7 +39,7 @@ pub struct Prepared {
 
 impl Prepared {
     /// Loads the settings and renders the user data with the password hash of the deployment
-    /// record, as `codegen` does; a file over EC2's limit fails here, before any request.
+    /// record, as `codegen` does. A file over EC2's limit fails here, before any request.
     pub fn load(project: &Project, settings_path: &Utf8Path) -> anyhow::Result<Prepared> {
         let settings = Settings::load(settings_path)?;
         let templates = render::load_templates(project.templates_dir())?;

@@ -102,7 +102,8 @@ fn yaml_syntax_error_has_line_and_column() {
     let message = parse_error("app_security_group: [unclosed\n");
     assert!(message.starts_with("deploy.yaml:"), "{message}");
     let location: Vec<&str> = message.splitn(4, ':').collect();
-    assert!(location[1].parse::<u32>().is_ok() && location[2].parse::<u32>().is_ok(), "{message}");
+    assert!(location[1].parse::<u32>().is_ok(), "line: {message}");
+    assert!(location[2].parse::<u32>().is_ok(), "column: {message}");
 }
 
 #[test]

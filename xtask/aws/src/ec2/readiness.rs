@@ -1,4 +1,4 @@
-//! Waits until the instance runs and Redis on it answered, polling quickly at first and then
+//! Waits until the instance runs and Redis on it replied, polling quickly at first and then
 //! backing off, instead of the SDK waiters' fixed 15-second delay.
 
 use std::time::Duration;
