@@ -5,7 +5,7 @@
 use camino::{Utf8Path, Utf8PathBuf};
 use xtask::codegen::{self, Inputs, Mode};
 use xtask::project::Project;
-use xtask::record::DeploymentRecord;
+use xtask::record::{DeploymentRecord, ElastiCacheRecord, SessionStore};
 use xtask::render;
 use xtask::settings::Settings;
 
@@ -37,16 +37,26 @@ fn similar_diff(expected: &str, actual: &str, name: &str) -> String {
 
 /// Renders every file from the golden settings into a temporary output root.
 fn render_golden(record: Option<&DeploymentRecord>) -> Vec<(String, String)> {
+    let settings = Settings::load(&golden_dir().join("deploy.yaml")).unwrap();
+    let password_sha256 = record.and_then(|record| record.redis_password_sha256.as_deref());
+    render_golden_with(&settings, password_sha256, record.map(DeploymentRecord::session_store))
+}
+
+/// Renders every file from the golden settings with `backend: elasticache`.
+fn render_golden_elasticache(record: Option<&ElastiCacheRecord>) -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(golden_dir().join("deploy.yaml")).unwrap();
+    let settings = Settings::parse(Utf8Path::new("deploy.yaml"), &format!("{text}backend: elasticache\n")).unwrap();
+    render_golden_with(&settings, None, record.map(ElastiCacheRecord::session_store))
+}
+
+fn render_golden_with(settings: &Settings, password_sha256: Option<&str>, store: Option<SessionStore<'_>>) -> Vec<(String, String)> {
     let project = Project::from_manifest_dir().with_output_root(Utf8PathBuf::from("/golden-output"));
-    let settings_path = golden_dir().join("deploy.yaml");
-    let settings = Settings::load(&settings_path).unwrap();
     let templates = render::load_templates(project.templates_dir()).unwrap();
     let settings_name = Utf8Path::new("tests/golden/deploy.yaml");
-    let inputs = Inputs { project: &project, settings: &settings, settings_name, templates: &templates };
+    let inputs = Inputs { project: &project, settings, settings_name, templates: &templates };
 
-    let password_sha256 = record.and_then(|record| record.redis_password_sha256.as_deref());
     let mut files = vec![codegen::render_user_data(&inputs, password_sha256).unwrap()];
-    files.extend(codegen::render_ebextensions(&inputs, record).unwrap());
+    files.extend(codegen::render_ebextensions(&inputs, store).unwrap());
     files
         .into_iter()
         .map(|file| (file.path.file_name().unwrap().to_owned(), file.contents))
@@ -133,6 +143,48 @@ fn user_data_uses_settings_memory() {
     let (_, user_data) = files.iter().find(|(name, _)| name == "user-data.yaml").unwrap();
     assert!(user_data.starts_with("#cloud-config\n"), "{user_data}");
     assert!(user_data.contains("      maxmemory \"700mb\"\n"), "{user_data}");
+}
+
+fn golden_elasticache_record() -> ElastiCacheRecord {
+    let text = std::fs::read_to_string(golden_dir().join("elasticache.yaml")).unwrap();
+    serde_yaml::from_str(&text).unwrap()
+}
+
+#[test]
+fn elasticache_files_match_golden() {
+    let record = golden_elasticache_record();
+    for (name, contents) in render_golden_elasticache(Some(&record)) {
+        if name != "user-data.yaml" {
+            check_golden(&format!("expected/elasticache/{name}"), &contents);
+        }
+    }
+}
+
+#[test]
+fn elasticache_options_point_at_the_primary_endpoint() {
+    let record = golden_elasticache_record();
+    let files = render_golden_elasticache(Some(&record));
+    let (_, options) = files.iter().find(|(name, _)| name == "00-options.config").unwrap();
+    let parsed: serde_yaml::Value = serde_yaml::from_str(options).unwrap();
+    let environment = &parsed["option_settings"]["aws:elasticbeanstalk:application:environment"];
+    let secrets = &parsed["option_settings"]["aws:elasticbeanstalk:application:environmentsecrets"];
+
+    assert_eq!(environment["REDIS_IP"].as_str(), Some(record.primary_endpoint.as_str()));
+    assert_eq!(secrets["REDIS_PASSWORD"].as_str(), Some(record.redis_password_parameter_arn.as_str()));
+}
+
+/// ElastiCache's certificate chains to a public CA, so the hook installs no certificate file and
+/// leaves PHP's default CA file alone.
+#[test]
+fn elasticache_hook_needs_no_certificate_file() {
+    let files = render_golden_elasticache(Some(&golden_elasticache_record()));
+    let (_, hook) = files.iter().find(|(name, _)| name == "redis-sessions.sh").unwrap();
+    assert!(!hook.contains("redis-ca.pem"), "{hook}");
+    assert!(!hook.contains("openssl.cafile"), "{hook}");
+    assert!(hook.contains("session.save_path = \"$save_path\""), "{hook}");
+
+    let (_, instance_hook) = render_golden(Some(&golden_record())).into_iter().find(|(name, _)| name == "redis-sessions.sh").unwrap();
+    assert!(instance_hook.contains("openssl.cafile = \"$ca_bundle\""), "{instance_hook}");
 }
 
 /// The same comparison as `cargo xtask codegen --check`, so plain `cargo test` catches a stale

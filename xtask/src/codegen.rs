@@ -7,9 +7,9 @@ use sha2::{Digest, Sha256};
 
 use crate::generated::{self, GeneratedFile};
 use crate::project::Project;
-use crate::record::DeploymentRecord;
+use crate::record::{DeploymentRecord, Records, SessionStore};
 use crate::render;
-use crate::settings::Settings;
+use crate::settings::{Backend, Settings};
 
 /// EC2 rejects user data above 16 KiB before base64 encoding.
 pub const USER_DATA_MAX_BYTES: usize = 16 * 1024;
@@ -103,20 +103,22 @@ fn check_sha256_hex(what: &str, text: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Renders the Elastic Beanstalk files of `openemr/.ebextensions`. Before the first deploy,
-/// `REDIS_IP` is empty and no password parameter is referenced, and the app-server hook refuses
-/// to deploy with either missing.
-pub fn render_ebextensions(inputs: &Inputs<'_>, record: Option<&DeploymentRecord>) -> anyhow::Result<Vec<GeneratedFile>> {
-    let password_parameter_arn = record.and_then(|record| record.redis_password_parameter_arn.as_deref());
+/// Renders the Elastic Beanstalk files of `openemr/.ebextensions` for `store`, the session store
+/// of the selected backend. Before the first deploy, `REDIS_IP` is empty and no password parameter
+/// is referenced, and the app-server hook refuses to deploy with either missing.
+pub fn render_ebextensions(inputs: &Inputs<'_>, store: Option<SessionStore<'_>>) -> anyhow::Result<Vec<GeneratedFile>> {
+    let backend = inputs.settings.backend;
+    let private_certificate = store.map_or(backend == Backend::Instance, |store| store.private_certificate);
     let context = context! {
         settings_file => inputs.settings_name.as_str(),
         timezone => inputs.settings.timezone.as_str(),
         file_system_id => inputs.settings.file_system_id.as_str(),
-        redis_ip => record.map_or("", |record| record.private_ip.as_str()),
+        backend => backend.as_str(),
+        redis_ip => store.map_or("", |store| store.host),
         redis_port => REDIS_PORT,
         redis_user => inputs.settings.redis_user.as_str(),
-        redis_password_parameter_arn => password_parameter_arn,
-        ca_file_name => CA_FILE_NAME,
+        redis_password_parameter_arn => store.and_then(|store| store.password_parameter_arn),
+        ca_file_name => private_certificate.then_some(CA_FILE_NAME),
     };
     let directory = inputs.project.ebextensions_dir();
 
@@ -130,6 +132,11 @@ pub fn render_ebextensions(inputs: &Inputs<'_>, record: Option<&DeploymentRecord
     ])
 }
 
+/// Renders the Elastic Beanstalk files for the backend the settings select, from `records`.
+pub fn render_ebextensions_for(inputs: &Inputs<'_>, records: &Records) -> anyhow::Result<Vec<GeneratedFile>> {
+    render_ebextensions(inputs, records.session_store(inputs.settings.backend))
+}
+
 fn render_yaml(inputs: &Inputs<'_>, name: &str, context: &Value) -> anyhow::Result<String> {
     let text = render::render(inputs.templates, inputs.shown_templates_dir(), name, context)?;
     render::check_yaml(name.trim_end_matches(".j2"), &text)?;
@@ -138,14 +145,36 @@ fn render_yaml(inputs: &Inputs<'_>, name: &str, context: &Value) -> anyhow::Resu
 
 /// Renders every file that `codegen` owns, with the record as it is on disk.
 pub fn render_all(inputs: &Inputs<'_>) -> anyhow::Result<Vec<GeneratedFile>> {
-    let record = DeploymentRecord::load(&inputs.project.deployment_record())?;
-    if let Some(record) = &record {
+    let records = Records::load(inputs.project)?;
+    if let Some(record) = &records.instance {
         read_recorded_ca_file(inputs.project, record)?;
     }
-    let password_sha256 = record.as_ref().and_then(|record| record.redis_password_sha256.as_deref());
+    let store = selected_store(inputs, &records)?;
+    let password_sha256 = records.instance.as_ref().and_then(|record| record.redis_password_sha256.as_deref());
     let mut files = vec![render_user_data(inputs, password_sha256)?];
-    files.extend(render_ebextensions(inputs, record.as_ref())?);
+    files.extend(render_ebextensions(inputs, store)?);
     Ok(files)
+}
+
+/// Returns the session store of the backend the settings select. When only the other backend
+/// is deployed, that is a switch in progress: rendering would empty `REDIS_IP` while the other
+/// backend still serves sessions, so it is an error that names the step left to do.
+fn selected_store<'r>(inputs: &Inputs<'_>, records: &'r Records) -> anyhow::Result<Option<SessionStore<'r>>> {
+    let backend = inputs.settings.backend;
+    let store = records.session_store(backend);
+    let other = match backend {
+        Backend::Instance => Backend::Elasticache,
+        Backend::Elasticache => Backend::Instance,
+    };
+    if store.is_none() && records.session_store(other).is_some() {
+        bail!(
+            "{} selects `backend: {backend}`, which has not been deployed, while the {other} backend serves sessions: \
+             run `cargo xtask deploy-redis` to create the {backend} backend and switch REDIS_IP to it, \
+             or set `backend: {other}` again",
+            inputs.settings_name
+        );
+    }
+    Ok(store)
 }
 
 /// Reads `redis-ca.pem` and checks it against the hash in the record, or returns `None` when the

@@ -3,9 +3,16 @@
 
 use anyhow::Context;
 use camino::Utf8Path;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::generated::GeneratedFile;
+use crate::project::Project;
+use crate::settings::Backend;
+
+mod elasticache;
+
+pub use elasticache::ElastiCacheRecord;
 
 const HEADER: &str = "\
 # Written by `cargo xtask deploy-redis` from what AWS reported; do not edit.
@@ -44,26 +51,79 @@ pub struct DeploymentRecord {
 impl DeploymentRecord {
     /// Reads the record, or returns `None` when nothing has been deployed yet.
     pub fn load(path: &Utf8Path) -> anyhow::Result<Option<DeploymentRecord>> {
-        let text = match std::fs::read_to_string(path) {
-            Ok(text) => text,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(error) => return Err(error).with_context(|| format!("failed to read deployment record {path}")),
-        };
-        let record = serde_yaml::from_str(&text).map_err(|error| {
-            let at = error.location().map(|l| format!(":{}:{}", l.line(), l.column())).unwrap_or_default();
-            anyhow::anyhow!(
-                "{path}{at}: invalid deployment record: {error}; restore it with `git checkout -- {path}` \
-                 or run `cargo xtask deploy-redis` to write it again"
-            )
-        })?;
-        Ok(Some(record))
+        load_yaml(path)
     }
 
     /// Renders the record as the file that `deploy-redis` writes.
     pub fn to_file(&self, path: &Utf8Path) -> GeneratedFile {
-        let body = serde_yaml::to_string(self).expect("a record of strings always serializes");
-        GeneratedFile::regular(path.to_owned(), format!("{HEADER}{body}"))
+        to_file(HEADER, self, path)
     }
+
+    /// Returns where the app servers reach this instance.
+    pub fn session_store(&self) -> SessionStore<'_> {
+        SessionStore {
+            host: &self.private_ip,
+            password_parameter_arn: self.redis_password_parameter_arn.as_deref(),
+            private_certificate: true,
+        }
+    }
+}
+
+/// Where the app servers find the session store, as the Elastic Beanstalk files name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionStore<'a> {
+    /// An IP address (the instance) or a DNS name (ElastiCache's primary endpoint).
+    pub host: &'a str,
+    pub password_parameter_arn: Option<&'a str>,
+    /// Whether the server presents the instance's self-signed certificate, which the app servers
+    /// must be given. ElastiCache's certificates chain to a public CA the system already trusts.
+    pub private_certificate: bool,
+}
+
+/// The records of both backends as they are on disk. Both exist while users switch backends.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Records {
+    pub instance: Option<DeploymentRecord>,
+    pub elasticache: Option<ElastiCacheRecord>,
+}
+
+impl Records {
+    pub fn load(project: &Project) -> anyhow::Result<Records> {
+        Ok(Records {
+            instance: DeploymentRecord::load(&project.deployment_record())?,
+            elasticache: ElastiCacheRecord::load(&project.elasticache_record())?,
+        })
+    }
+
+    /// Returns the session store of `backend`, or `None` when it has not been deployed.
+    pub fn session_store(&self, backend: Backend) -> Option<SessionStore<'_>> {
+        match backend {
+            Backend::Instance => self.instance.as_ref().map(DeploymentRecord::session_store),
+            Backend::Elasticache => self.elasticache.as_ref().map(ElastiCacheRecord::session_store),
+        }
+    }
+}
+
+/// Reads a record file, or returns `None` when it does not exist.
+fn load_yaml<T: DeserializeOwned>(path: &Utf8Path) -> anyhow::Result<Option<T>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => return Err(error).with_context(|| format!("failed to read deployment record {path}")),
+    };
+    let record = serde_yaml::from_str(&text).map_err(|error| {
+        let at = error.location().map(|l| format!(":{}:{}", l.line(), l.column())).unwrap_or_default();
+        anyhow::anyhow!(
+            "{path}{at}: invalid deployment record: {error}; restore it with `git checkout -- {path}` \
+             or run `cargo xtask deploy-redis` to write it again"
+        )
+    })?;
+    Ok(Some(record))
+}
+
+fn to_file<T: Serialize>(header: &str, record: &T, path: &Utf8Path) -> GeneratedFile {
+    let body = serde_yaml::to_string(record).expect("a record of strings and numbers always serializes");
+    GeneratedFile::regular(path.to_owned(), format!("{header}{body}"))
 }
 
 #[cfg(test)]

@@ -46,6 +46,12 @@ pub struct Settings {
     /// SSM Parameter Store name of the `SecureString` that contains the Redis password.
     #[serde(default = "default_redis_password_parameter")]
     pub redis_password_parameter: ParameterName,
+    /// The session store to deploy: one EC2 instance (the default) or ElastiCache.
+    #[serde(default)]
+    pub backend: Backend,
+    /// Read when `backend` is `elasticache`, and by `destroy-redis --backend elasticache`.
+    #[serde(default)]
+    pub elasticache: ElastiCacheSettings,
     pub timezone: Timezone,
     pub file_system_id: FileSystemId,
 }
@@ -697,6 +703,10 @@ impl From<FileSystemId> for String {
 fn is_aws_resource_hex(text: &str) -> bool {
     matches!(text.len(), 8 | 17) && text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
+
+mod elasticache;
+
+pub use elasticache::{Backend, CacheName, ElastiCacheSettings, NodeType, Replicas, SubnetNames, ValkeyVersion};
 
 #[cfg(test)]
 mod tests;

@@ -383,7 +383,7 @@ async fn wait_interruptibly(
 /// Renders every output with the new record, prints the diffs, and writes them all at once.
 fn write_outputs(project: &Project, prepared: &Prepared, record: &DeploymentRecord, certificate: Option<&str>) -> anyhow::Result<()> {
     let mut files = vec![prepared.user_data.clone(), record.to_file(&project.deployment_record())];
-    files.extend(codegen::render_ebextensions(&prepared.inputs(project), Some(record))?);
+    files.extend(codegen::render_ebextensions(&prepared.inputs(project), Some(record.session_store()))?);
     if let Some(pem) = certificate {
         files.push(GeneratedFile::regular(project.ebextensions_dir().join(codegen::CA_FILE_NAME), pem.to_owned()));
     }
@@ -425,7 +425,7 @@ pub fn plan_report(project: &Project, prepared: &Prepared, region: &str, found: 
     let (rows, warnings) = plan::plan_rows(prepared, found, plan);
     let record = plan::expected_record(prepared, region, found, plan);
     let mut files = vec![prepared.user_data.clone(), record.to_file(&project.deployment_record())];
-    files.extend(codegen::render_ebextensions(&prepared.inputs(project), Some(&record))?);
+    files.extend(codegen::render_ebextensions(&prepared.inputs(project), Some(record.session_store()))?);
     let diffs = generated::find_stale(&files, project.root())?;
     Ok(PlanReport {
         region: region.to_owned(),

@@ -11,7 +11,7 @@ use xtask::codegen;
 use xtask::flags::DestroyRedis;
 use xtask::generated;
 use xtask::project::Project;
-use xtask::record::DeploymentRecord;
+use xtask::record::{DeploymentRecord, Records};
 
 use crate::deploy_redis::Prepared;
 use crate::ec2::instance::{describe_instance, terminate_instance};
@@ -190,10 +190,12 @@ async fn interfaces_in_use(client: &Client, group_id: &str, destroyed_instance_i
 }
 
 /// Removes the record and the certificate, and regenerates the options file, whose REDIS_IP
-/// becomes empty again.
+/// becomes empty again unless the settings select the ElastiCache backend.
 fn regenerate_without_record(project: &Project, prepared: &Prepared) -> anyhow::Result<()> {
     let record_path = project.deployment_record();
-    let files = codegen::render_ebextensions(&prepared.inputs(project), None)?;
+    let mut records = Records::load(project)?;
+    records.instance = None;
+    let files = codegen::render_ebextensions_for(&prepared.inputs(project), &records)?;
     let written = generated::write_all(&files).context("failed to write generated files")?;
     // The certificate belonged to the terminated instance, so it goes with the record.
     let ca_file = project.ebextensions_dir().join(codegen::CA_FILE_NAME);

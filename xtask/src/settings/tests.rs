@@ -254,3 +254,65 @@ fn maxmemory_has_an_upper_bound() {
     let message = parse_error(&format!("{MINIMAL}redis_maxmemory_mib: 999999999\n"));
     assert!(message.contains("more than any EC2 instance type has"), "{message}");
 }
+
+#[test]
+fn backend_defaults_to_the_instance_and_elasticache_takes_defaults() {
+    let settings = parse(MINIMAL).unwrap();
+
+    assert_eq!(settings.backend, Backend::Instance);
+    assert_eq!(settings.elasticache.name.as_str(), "openemr-sessions");
+    assert_eq!(settings.elasticache.engine_version.as_str(), "8.0");
+    assert_eq!(settings.elasticache.node_type.as_str(), "cache.t4g.micro");
+    assert_eq!(settings.elasticache.replicas.get(), 1);
+    let subnets: Vec<&str> = settings.elasticache.subnet_names.as_slice().iter().map(TagValue::as_str).collect();
+    assert_eq!(subnets, ["Private", "Other Private"]);
+    assert_eq!(settings.elasticache.app_user_id(), "openemr-sessions-app");
+    assert_eq!(settings.elasticache.default_user_id(), "openemr-sessions-default");
+}
+
+#[test]
+fn elasticache_section_is_read() {
+    let text = format!(
+        "{MINIMAL}backend: elasticache\nelasticache:\n  name: sessions\n  engine_version: \"7.2\"\n  \
+         node_type: cache.m7g.large\n  replicas: 2\n  subnet_names: [A, B, C]\n"
+    );
+    let settings = parse(&text).unwrap();
+
+    assert_eq!(settings.backend, Backend::Elasticache);
+    assert_eq!(settings.elasticache.name.as_str(), "sessions");
+    assert_eq!(settings.elasticache.engine_version.major(), 7);
+    assert_eq!(settings.elasticache.node_type.as_str(), "cache.m7g.large");
+    assert_eq!(settings.elasticache.replicas.get(), 2);
+    assert_eq!(settings.elasticache.subnet_names.as_slice().len(), 3);
+}
+
+#[test]
+fn unknown_backend_lists_the_backends() {
+    let message = parse_error(&format!("{MINIMAL}backend: redis\n"));
+    assert!(message.starts_with("deploy.yaml:4:"), "{message}");
+    assert!(message.contains("expected `instance` or `elasticache`"), "{message}");
+}
+
+#[test]
+fn elasticache_values_are_validated() {
+    let cases = [
+        ("name: Sessions", "write `sessions`"),
+        ("name: open--emr", "single hyphens"),
+        ("name: 1sessions", "starting with a letter"),
+        ("name: a-name-that-is-far-longer-than-32-characters", "1 to 32"),
+        ("engine_version: \"8\"", "pin a major and minor version"),
+        ("engine_version: \"7.0\"", "its first is \"7.2\""),
+        ("engine_version: 8.1", "write the version in quotes"),
+        ("node_type: t4g.micro", "cache.t4g.micro"),
+        ("replicas: 0", "needs a replica to promote"),
+        ("replicas: 6", "at most 5"),
+        ("subnet_names: []", "name at least two subnets"),
+        ("subnet_names: [Private, Private]", "listed twice"),
+        ("nodes: 2", "unknown field `nodes`"),
+    ];
+    for (line, expected) in cases {
+        let message = parse_error(&format!("{MINIMAL}elasticache:\n  {line}\n"));
+        assert!(message.starts_with("deploy.yaml:"), "{line}: {message}");
+        assert!(message.contains(expected), "{line}: {message}");
+    }
+}
