@@ -100,7 +100,7 @@ impl Workspace {
 }
 
 fn default_flags() -> DeployRedis {
-    DeployRedis { dry_run: false, replace: false, new_launch: false, timeout: 900, markdown: None }
+    DeployRedis { dry_run: false, replace: false, new_launch: false, timeout: None, markdown: None }
 }
 
 async fn run_deploy(ec2: &Ec2, workspace: &Workspace, flags: &DeployRedis) -> anyhow::Result<Outcome> {
@@ -710,7 +710,7 @@ async fn readiness_timeout_names_last_state() {
     ec2.describe_instance = mock!(Client::describe_instances)
         .match_requests(|input| input.instance_ids() == [INSTANCE_ID])
         .then_output(|| instances_output(instance(InstanceStateName::Pending)));
-    let flags = DeployRedis { timeout: 120, ..default_flags() };
+    let flags = DeployRedis { timeout: Some(120), ..default_flags() };
 
     // The clock is paused, so this measures tokio's virtual time, which only moves when every
     // task waits on a timer.

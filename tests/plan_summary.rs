@@ -5,6 +5,7 @@ use aws_sdk_ec2::types::{InstanceStateName, IpPermission, IpRange};
 use camino::Utf8PathBuf;
 use xtask::generated::StaleFile;
 use xtask::project::Project;
+use xtask::settings::Backend;
 use xtask_aws::deploy_redis::{Found, InstancePlan, Prepared};
 use xtask_aws::ec2::image::Image;
 use xtask_aws::ec2::instance::InstanceView;
@@ -67,9 +68,9 @@ fn report(found: &Found, instance_plan: &InstancePlan, diffs: Vec<StaleFile>) ->
     let (rows, warnings) = plan::plan_rows(&prepared, found, instance_plan);
     PlanReport {
         region: "eu-central-1".into(),
+        backend: Backend::Instance,
         rows,
-        user_data: prepared.user_data.contents.clone(),
-        user_data_sha256: prepared.user_data_sha256.clone(),
+        user_data: Some((prepared.user_data.contents.clone(), prepared.user_data_sha256.clone())),
         diffs,
         warnings,
     }

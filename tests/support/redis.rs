@@ -1,18 +1,21 @@
-//! Shared by `redis_setup.rs` and `php_sessions.rs`: renders the user data through the library,
-//! takes the Redis config out of it, and runs a real `redis-server` with that config on
-//! loopback. Each test binary uses a different part, hence the `dead_code` allowance.
+//! Shared by `redis_setup.rs` and `php_sessions.rs`: renders the user data and the Elastic
+//! Beanstalk files through the library, takes the Redis config out of the user data, and runs a
+//! real `redis-server` with that config on loopback. Each test binary uses a different part,
+//! hence the `dead_code` allowance.
 #![allow(dead_code)]
 
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Write};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
-use std::path::Path;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, ToSocketAddrs};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_yaml::{Mapping, Value};
 use xtask::codegen::{self, Inputs};
+use xtask::generated::GeneratedFile;
 use xtask::project::Project;
+use xtask::record::SessionStore;
 use xtask::render;
 use xtask::settings::Settings;
 
@@ -60,14 +63,25 @@ pub const TEST_USER: &str = "openemr";
 /// Renders the user data now, from `deploy.yaml` and `templates/`, the way `cargo xtask
 /// deploy-redis` does once it has the password, here with [`TEST_PASSWORD`].
 pub fn rendered_user_data() -> String {
+    let password_sha256 = codegen::sha256_hex(TEST_PASSWORD.as_bytes());
+    with_inputs(&settings(), |inputs| codegen::render_user_data(inputs, Some(&password_sha256)))
+        .expect("user data renders")
+        .contents
+}
+
+/// Renders the Elastic Beanstalk files from `settings` and `templates/` for `store`, the way
+/// `cargo xtask codegen` does.
+pub fn rendered_ebextensions(settings: &Settings, store: SessionStore<'_>) -> Vec<GeneratedFile> {
+    with_inputs(settings, |inputs| codegen::render_ebextensions(inputs, Some(store))).expect("ebextensions render")
+}
+
+/// Calls `render` with the codegen inputs of this checkout and `settings`.
+fn with_inputs<T>(settings: &Settings, render: impl FnOnce(&Inputs<'_>) -> T) -> T {
     let project = Project::from_manifest_dir();
     let settings_path = project.default_settings();
-    let settings = Settings::load(&settings_path).expect("deploy.yaml loads");
     let templates = render::load_templates(project.templates_dir()).expect("templates load");
     let settings_name = settings_path.strip_prefix(project.root()).unwrap_or(&settings_path);
-    let inputs = Inputs { project: &project, settings: &settings, settings_name, templates: &templates };
-    let password_sha256 = codegen::sha256_hex(TEST_PASSWORD.as_bytes());
-    codegen::render_user_data(&inputs, Some(&password_sha256)).expect("user data renders").contents
+    render(&Inputs { project: &project, settings, settings_name, templates: &templates })
 }
 
 /// Parses user data as YAML.
@@ -105,6 +119,13 @@ pub const ADMIN_PASSWORD: &str = "TestOnlyAdminPassword0123456789abcdefgh";
 /// `dir` changes because Redis writes its snapshot there, and the test must not write into the
 /// system's /var/lib/redis. One line is added: the test's administrator.
 pub fn config_for_test(conf: &str, ip: Ipv4Addr, port: u16, directory: &Path) -> String {
+    config_for_test_on(conf, &[IpAddr::V4(ip)], port, directory)
+}
+
+/// Adapts the config like [`config_for_test`], binding every address of `bind_addresses`.
+pub fn config_for_test_on(conf: &str, bind_addresses: &[IpAddr], port: u16, directory: &Path) -> String {
+    assert!(bind_addresses.iter().all(IpAddr::is_loopback), "tests bind loopback only, not {bind_addresses:?}");
+    let bind_line = bind_addresses.iter().fold(String::from("bind"), |line, address| format!("{line} {address}"));
     let text = |path: &Path| {
         let text = path.to_str().expect("temporary directory is UTF-8").to_owned();
         assert!(!text.contains(['"', '\\']), "temporary directory {text} needs no quoting");
@@ -118,7 +139,7 @@ pub fn config_for_test(conf: &str, ip: Ipv4Addr, port: u16, directory: &Path) ->
         let new_line = match directive {
             "bind" => {
                 assert!(line.contains("@PRIVATE_IPV4@"), "the bind line lost its placeholder: {line}");
-                format!("bind {ip}")
+                bind_line.clone()
             }
             "port" => {
                 assert_eq!(line, "port 0", "the plaintext port must stay closed");
@@ -147,23 +168,99 @@ pub fn config_for_test(conf: &str, ip: Ipv4Addr, port: u16, directory: &Path) ->
 
 /// Makes a key and a self-signed certificate for `ip` with openssl, as the setup script on the
 /// instance does, and returns the certificate's path.
-pub fn make_certificate(directory: &Path, ip: Ipv4Addr) -> std::path::PathBuf {
+pub fn make_certificate(directory: &Path, ip: Ipv4Addr) -> PathBuf {
+    let request = CertificateRequest {
+        stem: "redis",
+        subject: "/CN=openemr-redis".to_owned(),
+        extensions: server_extensions(&format!("IP:{ip}")),
+        issuer: None,
+    };
+    issue_certificate(directory, &request)
+}
+
+/// Makes a key and a self-signed CA certificate, `test-ca.crt`, and returns the certificate's path.
+/// It replaces a public CA, from which no test can get a certificate.
+pub fn make_test_ca(directory: &Path) -> PathBuf {
+    let request = CertificateRequest {
+        stem: "test-ca",
+        subject: "/CN=openemr-test-ca".to_owned(),
+        extensions: vec![
+            "basicConstraints=critical,CA:TRUE".to_owned(),
+            "keyUsage=critical,keyCertSign,cRLSign".to_owned(),
+        ],
+        issuer: None,
+    };
+    issue_certificate(directory, &request)
+}
+
+/// Makes a key and a certificate for the DNS name `host`, issued by the CA of [`make_test_ca`]
+/// whose certificate is `ca_file`, and returns the certificate's path.
+pub fn make_certificate_for_host(directory: &Path, ca_file: &Path, host: &str) -> PathBuf {
+    let request = CertificateRequest {
+        stem: "redis",
+        subject: format!("/CN={host}"),
+        extensions: server_extensions(&format!("DNS:{host}")),
+        issuer: Some(ca_file),
+    };
+    issue_certificate(directory, &request)
+}
+
+/// What `openssl req -x509` puts into a certificate, and which CA signs it.
+struct CertificateRequest<'a> {
+    /// The key goes to `{stem}.key` and the certificate to `{stem}.crt`.
+    stem: &'a str,
+    subject: String,
+    extensions: Vec<String>,
+    /// The certificate of the signing CA, whose key sits beside it with the extension `.key`.
+    /// `None` makes the certificate self-signed.
+    issuer: Option<&'a Path>,
+}
+
+fn server_extensions(subject_alt_name: &str) -> Vec<String> {
+    vec![
+        format!("subjectAltName={subject_alt_name}"),
+        "basicConstraints=critical,CA:FALSE".to_owned(),
+        "keyUsage=critical,digitalSignature".to_owned(),
+        "extendedKeyUsage=serverAuth".to_owned(),
+    ]
+}
+
+/// Makes the key and the certificate of `request` in `directory` and returns the certificate's
+/// path. Signing with `-CA` needs OpenSSL 3.0 or later.
+fn issue_certificate(directory: &Path, request: &CertificateRequest<'_>) -> PathBuf {
     require_program("openssl", &["openssl", "version"]);
-    let certificate = directory.join("redis.crt");
-    let output = Command::new("openssl")
+    let certificate = directory.join(format!("{}.crt", request.stem));
+    let mut command = Command::new("openssl");
+    command
         .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout"])
-        .arg(directory.join("redis.key"))
+        .arg(directory.join(format!("{}.key", request.stem)))
         .arg("-out")
         .arg(&certificate)
-        .args(["-days", "2", "-subj", "/CN=openemr-redis", "-addext"])
-        .arg(format!("subjectAltName=IP:{ip}"))
-        .args(["-addext", "basicConstraints=critical,CA:FALSE", "-addext", "keyUsage=critical,digitalSignature"])
-        .args(["-addext", "extendedKeyUsage=serverAuth"])
-        .stdin(Stdio::null())
-        .output()
-        .expect("run openssl");
-    assert!(output.status.success(), "openssl could not make a certificate: {}", describe(&output));
+        .args(["-days", "2", "-subj", &request.subject]);
+    for extension in &request.extensions {
+        command.args(["-addext", extension]);
+    }
+    if let Some(ca_file) = request.issuer {
+        command.arg("-CA").arg(ca_file).arg("-CAkey").arg(ca_file.with_extension("key"));
+    }
+    let output = command.stdin(Stdio::null()).output().expect("run openssl");
+    assert!(output.status.success(), "openssl could not make {certificate:?}: {}", describe(&output));
     certificate
+}
+
+/// Returns the addresses `host` resolves to, which must all be loopback and include an IPv4
+/// address, so that a test never reaches another machine.
+pub fn resolve_loopback(host: &str) -> Vec<IpAddr> {
+    let mut addresses: Vec<IpAddr> = (host, 0)
+        .to_socket_addrs()
+        .unwrap_or_else(|error| panic!("cannot resolve {host}: {error}"))
+        .map(|address| address.ip())
+        .collect();
+    addresses.sort();
+    addresses.dedup();
+    assert!(addresses.iter().all(IpAddr::is_loopback), "{host} must resolve to loopback only, not {addresses:?}");
+    assert!(addresses.iter().any(IpAddr::is_ipv4), "{host} must resolve to an IPv4 address, not only {addresses:?}");
+    addresses
 }
 
 /// Returns a loopback port that nothing listens on right now.
@@ -201,10 +298,13 @@ pub enum Login<'a> {
 
 /// A `redis-server` child process with the given config, killed when dropped so that a failed
 /// assertion does not leak it. The temporary directory contains the config, the certificate, the
-/// log and `dir`.
+/// log and `dir`, and for a server started for a host name the test CA.
 pub struct RedisServer {
     child: Child,
     pub address: SocketAddrV4,
+    /// What `redis-cli` connects to: the IP address, or the host name the certificate names.
+    host: String,
+    ca_file: PathBuf,
     directory: tempfile::TempDir,
 }
 
@@ -212,11 +312,40 @@ impl RedisServer {
     /// Starts `redis-server` with `conf` adapted by [`config_for_test`] and waits, bounded,
     /// until it replies to PING.
     pub fn start(conf: &str, ip: Ipv4Addr, port: u16) -> RedisServer {
-        let directory = tempfile::tempdir().expect("temporary directory");
-        std::fs::create_dir(directory.path().join("data")).unwrap();
-        make_certificate(directory.path(), ip);
+        let directory = new_server_directory();
+        let ca_file = make_certificate(directory.path(), ip);
+        let config = config_for_test(conf, ip, port, directory.path());
+        RedisServer::spawn(directory, &config, SocketAddrV4::new(ip, port), ip.to_string(), ca_file)
+    }
+
+    /// Starts `redis-server` like [`RedisServer::start`], on every address `host` resolves to and
+    /// with a certificate for `certificate_host` from a test CA, the way a managed service presents
+    /// a certificate for its endpoint that chains to a public CA. Clients connecting to `host` must
+    /// reject a certificate for any other name, but redis-cli 7.0 checks the chain and not the
+    /// name, so [`RedisServer::cli`] works either way.
+    pub fn start_for_host(conf: &str, host: &str, port: u16, certificate_host: &str) -> RedisServer {
+        let addresses = resolve_loopback(host);
+        let ipv4 = addresses.iter().find_map(|address| match address {
+            IpAddr::V4(ipv4) => Some(*ipv4),
+            IpAddr::V6(_) => None,
+        });
+        let directory = new_server_directory();
+        let ca_file = make_test_ca(directory.path());
+        make_certificate_for_host(directory.path(), &ca_file, certificate_host);
+        let config = config_for_test_on(conf, &addresses, port, directory.path());
+        let address = SocketAddrV4::new(ipv4.expect("resolve_loopback returns an IPv4 address"), port);
+        RedisServer::spawn(directory, &config, address, host.to_owned(), ca_file)
+    }
+
+    fn spawn(
+        directory: tempfile::TempDir,
+        config: &str,
+        address: SocketAddrV4,
+        host: String,
+        ca_file: PathBuf,
+    ) -> RedisServer {
         let conf_path = directory.path().join("redis.conf");
-        std::fs::write(&conf_path, config_for_test(conf, ip, port, directory.path())).unwrap();
+        std::fs::write(&conf_path, config).unwrap();
         let log = std::fs::File::create(directory.path().join("redis.log")).unwrap();
 
         let child = Command::new("redis-server")
@@ -229,7 +358,7 @@ impl RedisServer {
             .stderr(log)
             .spawn()
             .unwrap_or_else(|error| panic!("failed to start redis-server: {error}"));
-        let mut server = RedisServer { child, address: SocketAddrV4::new(ip, port), directory };
+        let mut server = RedisServer { child, address, host, ca_file, directory };
         server.wait_until_ready();
         server
     }
@@ -258,9 +387,10 @@ impl RedisServer {
         std::fs::read_to_string(self.directory.path().join("redis.log")).unwrap_or_default()
     }
 
-    /// Returns the certificate the server presents, which is its own trust anchor.
-    pub fn ca_file(&self) -> std::path::PathBuf {
-        self.directory.path().join("redis.crt")
+    /// Returns the trust anchor of the server's certificate: the certificate itself when it is
+    /// self-signed, or the test CA's certificate that issued it.
+    pub fn ca_file(&self) -> PathBuf {
+        self.ca_file.clone()
     }
 
     /// Sends one command in plaintext on a new connection and returns the reply or the I/O error.
@@ -297,7 +427,7 @@ impl RedisServer {
         command
             .args(["--tls", "--cacert"])
             .arg(self.ca_file())
-            .args(["-h", &self.address.ip().to_string(), "-p", &self.address.port().to_string()])
+            .args(["-h", &self.host, "-p", &self.address.port().to_string()])
             .env_remove("REDISCLI_AUTH");
         if let Login::User(user, password) = login {
             command.args(["--user", user]).env("REDISCLI_AUTH", password);
@@ -337,6 +467,13 @@ impl Drop for RedisServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Makes the temporary directory of a server, with the `data` directory its config names.
+fn new_server_directory() -> tempfile::TempDir {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    std::fs::create_dir(directory.path().join("data")).unwrap();
+    directory
 }
 
 fn read_reply(reader: &mut impl BufRead) -> std::io::Result<Reply> {

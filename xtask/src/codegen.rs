@@ -26,6 +26,11 @@ pub const CERTIFICATE_MARKER: &str = "openemr-redis-certificate";
 
 pub const REDIS_PORT: u16 = 6379;
 
+/// What the app servers' Redis user may do, on the instance and on ElastiCache alike: the
+/// commands the phpredis session handler sends, with and without its session locking, plus PING,
+/// on keys under phpredis's default prefix only.
+pub const SESSION_ACL_RULES: &str = "~PHPREDIS_SESSION:* -@all +get +setex +set +del +exists +expire +evalsha +eval +ping";
+
 /// Paths of the TLS key and certificate that the setup script creates on the instance.
 pub const TLS_CERT_FILE: &str = "/etc/redis/tls/redis.crt";
 pub const TLS_KEY_FILE: &str = "/etc/redis/tls/redis.key";
@@ -74,6 +79,7 @@ pub fn render_user_data(inputs: &Inputs<'_>, password_sha256: Option<&str>) -> a
             tls_key_file => TLS_KEY_FILE,
             tls_days => TLS_CERTIFICATE_DAYS,
             user => settings.redis_user.as_str(),
+            acl_rules => SESSION_ACL_RULES,
             password_sha256 => password_sha256,
         },
     };

@@ -1,8 +1,12 @@
 //! The command line of `cargo xtask`, shared by the offline binary and the AWS one so that both
 //! accept exactly the same arguments.
 
+use std::time::Duration;
+
 use camino::Utf8PathBuf;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::settings::Backend;
 
 #[derive(Debug, Parser)]
 #[command(name = "cargo xtask", about = "Deploy and check the Redis session store of OpenEMR on AWS")]
@@ -30,11 +34,12 @@ pub struct CommonFlags {
 pub enum Command {
     /// Regenerate the user data and the Elastic Beanstalk files from the settings and templates.
     Codegen(Codegen),
-    /// Launch (or reuse) the Redis instance, then write its record and the options file.
+    /// Create (or reuse) the session store the settings select, then write its record and the
+    /// options file.
     DeployRedis(DeployRedis),
     /// Compare the deployment record with what AWS has.
     Status(Status),
-    /// Terminate the recorded instance and remove its security group.
+    /// Remove the recorded instance or ElastiCache replication group and what was created for it.
     DestroyRedis(DestroyRedis),
     /// Replace the Redis password in SSM Parameter Store; then redeploy Redis and OpenEMR.
     RotateRedisPassword(RotateRedisPassword),
@@ -81,13 +86,28 @@ pub struct DeployRedis {
     /// launched was terminated.
     #[arg(long)]
     pub new_launch: bool,
-    /// Maximum seconds to wait for the instance to become ready.
-    #[arg(long, value_name = "SECONDS", default_value_t = 900, value_parser = clap::value_parser!(u64).range(1..=86_400))]
-    pub timeout: u64,
+    /// Maximum seconds to wait for the session store to become ready [default: 900 for the
+    /// instance, 3600 for ElastiCache, which takes 10 to 20 minutes to create a replication group].
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub timeout: Option<u64>,
+}
+
+impl DeployRedis {
+    /// Returns the wait limit for `backend`: the flag, or the backend's default.
+    pub fn timeout(&self, backend: Backend) -> Duration {
+        let default = match backend {
+            Backend::Instance => 900,
+            Backend::Elasticache => 3600,
+        };
+        Duration::from_secs(self.timeout.unwrap_or(default))
+    }
 }
 
 #[derive(Debug, Args)]
 pub struct Status {
+    /// The backend to compare [default: the one the settings select].
+    #[arg(long, value_enum)]
+    pub backend: Option<BackendFlag>,
     /// Print one JSON document instead of text.
     #[arg(long)]
     pub json: bool,
@@ -99,6 +119,10 @@ pub struct Status {
 
 #[derive(Debug, Args)]
 pub struct DestroyRedis {
+    /// The backend to remove [default: the one the settings select]. Removing the one that is not
+    /// selected finishes a switch of backends.
+    #[arg(long, value_enum)]
+    pub backend: Option<BackendFlag>,
     /// Lift the instance's termination protection before terminating it.
     #[arg(long)]
     pub disable_termination_protection: bool,
@@ -119,4 +143,22 @@ pub struct Test {
     /// Extra arguments for `cargo test`, such as a test name filter.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub cargo_test_args: Vec<String>,
+}
+
+/// `--backend` of `status` and `destroy-redis`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BackendFlag {
+    Instance,
+    Elasticache,
+}
+
+impl BackendFlag {
+    /// Returns the backend the flag names, or `selected` when the flag was not given.
+    pub fn or_selected(flag: Option<BackendFlag>, selected: Backend) -> Backend {
+        match flag {
+            None => selected,
+            Some(BackendFlag::Instance) => Backend::Instance,
+            Some(BackendFlag::Elasticache) => Backend::Elasticache,
+        }
+    }
 }

@@ -15,7 +15,8 @@ ca_source=${REDIS_CA_SOURCE:-.ebextensions/redis-ca.pem}
 ca_dir=${REDIS_CA_DIR:-/etc/pki/openemr-redis}
 ini_file="$php_conf_dir/50-openemr-redis-sessions.ini"
 ca_bundle="$ca_dir/ca-bundle.pem"
-redis_port='6379'
+# Both backends serve on this port; REDIS_SESSIONS_PORT exists for tests against a local server.
+redis_port=${REDIS_SESSIONS_PORT:-6379}
 
 log() {
     printf 'redis-sessions: %s\n' "$1" >&2
@@ -38,6 +39,10 @@ if [[ -z "$redis_ip" ]]; then
 fi
 if [[ ! "$redis_ip" =~ ^[A-Za-z0-9.-]+$ ]]; then
     log "invalid REDIS_IP '$redis_ip': expected an IP address or a host name"
+    exit 1
+fi
+if [[ ! "$redis_port" =~ ^[0-9]{1,5}$ ]]; then
+    log "invalid REDIS_SESSIONS_PORT '$redis_port': expected a TCP port number"
     exit 1
 fi
 redis_user=$(read_property REDIS_USER)

@@ -13,7 +13,7 @@ use xtask::generated::{self, GeneratedFile};
 use xtask::project::Project;
 use xtask::record::DeploymentRecord;
 use xtask::render;
-use xtask::settings::{Readiness, Settings};
+use xtask::settings::{Backend, Readiness, Settings};
 
 use crate::ec2::image::{Image, find_ubuntu_image};
 use crate::ec2::instance::{self, InstanceView, LaunchRequest};
@@ -141,6 +141,12 @@ fn needs_replace_error(existing: &InstanceView, live_sha256: &str, user_data_sha
 
 pub async fn run(project: &Project, settings_path: &Utf8Path, flags: &DeployRedis) -> anyhow::Result<()> {
     let prepared = Prepared::load(project, settings_path)?;
+    if prepared.settings.backend == Backend::Elasticache {
+        if flags.replace || flags.new_launch {
+            bail!("--replace and --new-launch concern the instance backend; the settings select `backend: elasticache`");
+        }
+        return crate::deploy_elasticache::run(project, &prepared, flags).await;
+    }
     let connection = sdk::connect(prepared.settings.region.as_ref().map(|region| region.as_str())).await?;
     let clients = Clients { ec2: connection.client, ssm: connection.ssm };
     // The wait has its own handler that names the instance. This one covers the lookups and the
@@ -207,7 +213,14 @@ pub async fn deploy(clients: &Clients, region: &str, project: &Project, prepared
         return Err(needs_replace_error(existing, live_user_data_sha256, &prepared.user_data_sha256));
     }
 
-    let redis_group_id = ensure_redis_group(client, &prepared.settings, &found).await?;
+    let redis_group_id = security_group::ensure_redis_group(
+        client,
+        &found.vpc,
+        prepared.settings.instance_name.as_str(),
+        found.redis_group.as_ref(),
+        &found.app_group,
+    )
+    .await?;
     let instance_id = match &plan {
         InstancePlan::Reuse(existing) => {
             eprintln!("reusing instance {} ({})", existing.id, existing.state.as_str());
@@ -224,7 +237,7 @@ pub async fn deploy(clients: &Clients, region: &str, project: &Project, prepared
         InstancePlan::Reuse(existing) => Some(existing.clone()),
         _ => None,
     };
-    let ready = wait_interruptibly(client, prepared, &instance_id, seen, Duration::from_secs(flags.timeout)).await?;
+    let ready = wait_interruptibly(client, prepared, &instance_id, seen, flags.timeout(Backend::Instance)).await?;
     let private_ip = ready
         .instance
         .private_ip
@@ -253,25 +266,6 @@ pub async fn deploy(clients: &Clients, region: &str, project: &Project, prepared
         retire_instance(client, &old.id).await?;
     }
     Ok(Outcome::Ready(Box::new(record)))
-}
-
-async fn ensure_redis_group(client: &Client, settings: &Settings, found: &Found) -> anyhow::Result<String> {
-    let name = settings.instance_name.as_str();
-    match &found.redis_group {
-        Some(group) => {
-            let drift = security_group::ingress_drift(&group.ingress, &found.app_group.id);
-            if !drift.is_clean() {
-                eprintln!("repairing ingress of security group {} ({}): {}", name, group.id, drift.describe().join("; "));
-                security_group::repair_ingress(client, group, &found.app_group).await?;
-            }
-            Ok(group.id.clone())
-        }
-        None => {
-            let id = security_group::create_redis_group(client, &found.vpc, name, &found.app_group).await?;
-            eprintln!("created security group {name} ({id}): TCP {} from {} only", codegen::REDIS_PORT, found.app_group.id);
-            Ok(id)
-        }
-    }
 }
 
 async fn launch(client: &Client, prepared: &Prepared, found: &Found, redis_group_id: &str, new_launch: bool) -> anyhow::Result<String> {
@@ -429,9 +423,9 @@ pub fn plan_report(project: &Project, prepared: &Prepared, region: &str, found: 
     let diffs = generated::find_stale(&files, project.root())?;
     Ok(PlanReport {
         region: region.to_owned(),
+        backend: Backend::Instance,
         rows,
-        user_data: prepared.user_data.contents.clone(),
-        user_data_sha256: prepared.user_data_sha256.clone(),
+        user_data: Some((prepared.user_data.contents.clone(), prepared.user_data_sha256.clone())),
         diffs,
         warnings,
     })

@@ -8,7 +8,8 @@ use aws_sdk_ec2::Client;
 use aws_sdk_ec2::types::{AttributeBooleanValue, InstanceAttributeName, InstanceStateName};
 use camino::Utf8Path;
 use xtask::codegen;
-use xtask::flags::DestroyRedis;
+use xtask::flags::{BackendFlag, DestroyRedis};
+use xtask::settings::Backend;
 use xtask::generated;
 use xtask::project::Project;
 use xtask::record::{DeploymentRecord, Records};
@@ -30,6 +31,9 @@ const GROUP_RELEASE_TIMEOUT: Duration = Duration::from_secs(300);
 
 pub async fn run(project: &Project, settings_path: &Utf8Path, flags: &DestroyRedis) -> anyhow::Result<()> {
     let prepared = Prepared::load(project, settings_path)?;
+    if BackendFlag::or_selected(flags.backend, prepared.settings.backend) == Backend::Elasticache {
+        return crate::destroy_elasticache::run(project, &prepared).await;
+    }
     let record_path = project.deployment_record();
     let Some(record) = DeploymentRecord::load(&record_path)? else {
         eprintln!("nothing to destroy: {} does not exist", project.display_path(&record_path));
@@ -108,7 +112,7 @@ async fn wait_until_terminated(client: &Client, instance_id: &str) -> anyhow::Re
 
 /// Deletes the group if this tool created it and no network interface of a live instance uses
 /// it any more. `destroyed_instance_id` is the instance terminated just before.
-async fn delete_security_group(client: &Client, group_id: &str, destroyed_instance_id: &str) -> anyhow::Result<()> {
+pub(crate) async fn delete_security_group(client: &Client, group_id: &str, destroyed_instance_id: &str) -> anyhow::Result<()> {
     let output = client
         .describe_security_groups()
         .filters(filter("group-id", group_id))

@@ -6,6 +6,7 @@ use std::fmt::Write;
 use xtask::codegen;
 use xtask::generated::StaleFile;
 use xtask::record::DeploymentRecord;
+use xtask::settings::Backend;
 
 use crate::deploy_redis::{Found, InstancePlan, Prepared};
 use crate::ec2::security_group;
@@ -50,9 +51,10 @@ impl Action {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlanReport {
     pub region: String,
+    pub backend: Backend,
     pub rows: Vec<PlanRow>,
-    pub user_data: String,
-    pub user_data_sha256: String,
+    /// The user data and its SHA-256; the ElastiCache backend has none.
+    pub user_data: Option<(String, String)>,
     /// Each generated file that would change, with its unified diff.
     pub diffs: Vec<StaleFile>,
     pub warnings: Vec<String>,
@@ -186,7 +188,11 @@ pub fn expected_record(prepared: &Prepared, region: &str, found: &Found, plan: &
 /// Formats the plan for a terminal.
 pub fn render_text(report: &PlanReport) -> String {
     let mut text = String::new();
-    let _ = writeln!(text, "Plan for deploy-redis in {} (dry run: nothing in AWS or on disk changes)", report.region);
+    let backend = match report.backend {
+        Backend::Instance => String::new(),
+        Backend::Elasticache => " (backend: elasticache)".to_owned(),
+    };
+    let _ = writeln!(text, "Plan for deploy-redis{backend} in {} (dry run: nothing in AWS or on disk changes)", report.region);
     for row in &report.rows {
         let detail = if row.detail.is_empty() { String::new() } else { format!(": {}", row.detail) };
         let _ = writeln!(text, "  {:<18} {:<7} {}{detail}", row.resource, row.action.as_str(), row.subject);
@@ -194,13 +200,12 @@ pub fn render_text(report: &PlanReport) -> String {
     for warning in &report.warnings {
         let _ = writeln!(text, "warning: {warning}");
     }
-    let _ = writeln!(
-        text,
-        "\nUser data ({} bytes, sha256 {}):\n{}",
-        report.user_data.len(),
-        report.user_data_sha256,
-        report.user_data
-    );
+    match &report.user_data {
+        Some((user_data, sha256)) => {
+            let _ = writeln!(text, "\nUser data ({} bytes, sha256 {sha256}):\n{user_data}", user_data.len());
+        }
+        None => text.push('\n'),
+    }
     if report.diffs.is_empty() {
         let _ = writeln!(text, "No generated file would change.");
     } else {
@@ -215,7 +220,11 @@ pub fn render_text(report: &PlanReport) -> String {
 /// Formats the plan as GitHub-flavoured Markdown for a pull request or a job summary.
 pub fn render_markdown(report: &PlanReport) -> String {
     let mut markdown = String::new();
-    let _ = writeln!(markdown, "## Redis deploy plan ({})\n", report.region);
+    let backend = match report.backend {
+        Backend::Instance => "",
+        Backend::Elasticache => ", ElastiCache backend",
+    };
+    let _ = writeln!(markdown, "## Redis deploy plan{backend} ({})\n", report.region);
     let changes = report.rows.iter().filter(|row| row.action.changes_something()).count();
     let _ = writeln!(markdown, "Dry run: {changes} resource(s) would change; nothing in AWS or on disk changed.\n");
     let _ = writeln!(markdown, "| resource | name | action | detail |\n|---|---|---|---|");
@@ -229,7 +238,9 @@ pub fn render_markdown(report: &PlanReport) -> String {
             markdown_cell(&row.detail)
         );
     }
-    let _ = writeln!(markdown, "\nUser data: {} bytes, SHA-256 `{}`", report.user_data.len(), report.user_data_sha256);
+    if let Some((user_data, sha256)) = &report.user_data {
+        let _ = writeln!(markdown, "\nUser data: {} bytes, SHA-256 `{sha256}`", user_data.len());
+    }
 
     if !report.warnings.is_empty() {
         let _ = writeln!(markdown, "\n### Warnings\n");

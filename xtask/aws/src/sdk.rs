@@ -10,10 +10,11 @@ use aws_sdk_ec2::config::{BehaviorVersion, ProvideCredentials, Region};
 /// How long the credential chain may take before we say so; SSO and process providers can be slow.
 const CREDENTIALS_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The EC2 and SSM clients and the region they talk to.
+/// The EC2, SSM and ElastiCache clients and the region they talk to.
 pub struct Connection {
     pub client: Client,
     pub ssm: aws_sdk_ssm::Client,
+    pub elasticache: aws_sdk_elasticache::Client,
     pub region: String,
 }
 
@@ -32,7 +33,12 @@ pub async fn connect(region: Option<&str>) -> anyhow::Result<Connection> {
         );
     };
     check_credentials(&config).await?;
-    Ok(Connection { client: Client::new(&config), ssm: aws_sdk_ssm::Client::new(&config), region })
+    Ok(Connection {
+        client: Client::new(&config),
+        ssm: aws_sdk_ssm::Client::new(&config),
+        elasticache: aws_sdk_elasticache::Client::new(&config),
+        region,
+    })
 }
 
 async fn check_credentials(config: &aws_config::SdkConfig) -> anyhow::Result<()> {

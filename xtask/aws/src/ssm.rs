@@ -49,8 +49,40 @@ pub fn generate_password() -> anyhow::Result<String> {
     Ok(password)
 }
 
+/// The password itself, for the one call that must send it (ElastiCache's CreateUser and
+/// ModifyUser). Its `Debug` output hides the value, so that it cannot reach a log by accident.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Password(String);
+
+impl Password {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("Password(hidden)")
+    }
+}
+
 /// Reads the parameter with decryption and returns its facts, or `None` when it does not exist.
 pub async fn find_password(client: &Client, name: &str) -> anyhow::Result<Option<PasswordParameter>> {
+    Ok(read_password(client, name).await?.map(|(parameter, _)| parameter))
+}
+
+/// Returns the password parameter, creating it when it does not exist, with the password.
+/// The last value is `true` when this call created it.
+pub async fn ensure_password_value(client: &Client, name: &str) -> anyhow::Result<(PasswordParameter, Password, bool)> {
+    let (_, created) = ensure_password(client, name).await?;
+    let (parameter, password) = read_password(client, name)
+        .await?
+        .with_context(|| format!("SSM parameter {name} disappeared while it was read; rerun the command"))?;
+    Ok((parameter, password, created))
+}
+
+/// Reads the parameter with decryption and returns its facts and the password.
+pub async fn read_password(client: &Client, name: &str) -> anyhow::Result<Option<(PasswordParameter, Password)>> {
     let result = client.get_parameter().name(name).with_decryption(true).send().await;
     let output = match result {
         Ok(output) => output,
@@ -71,12 +103,13 @@ pub async fn find_password(client: &Client, name: &str) -> anyhow::Result<Option
              it with `cargo xtask rotate-redis-password`"
         );
     }
-    Ok(Some(PasswordParameter {
+    let facts = PasswordParameter {
         name: name.to_owned(),
         arn: parameter.arn().ok_or_else(|| missing_field("GetParameter", "Parameter.ARN"))?.to_owned(),
         sha256: codegen::sha256_hex(value.as_bytes()),
         version: parameter.version(),
-    }))
+    };
+    Ok(Some((facts, Password(value.to_owned()))))
 }
 
 /// Write mode of a new password: create the parameter only, or overwrite an existing one.

@@ -9,9 +9,10 @@ use aws_sdk_ec2::types::InstanceStateName;
 use camino::Utf8Path;
 use serde::Serialize;
 use xtask::codegen;
-use xtask::flags::Status;
+use xtask::flags::{BackendFlag, Status};
 use xtask::project::Project;
 use xtask::record::DeploymentRecord;
+use xtask::settings::Backend;
 
 use crate::deploy_redis::Prepared;
 use crate::ec2::image::find_ubuntu_image;
@@ -21,6 +22,8 @@ use crate::ec2::{filter, sdk_error, security_group};
 use crate::markdown::Destination;
 use crate::certificate::{check_certificate, unix_seconds_now};
 use crate::sdk;
+
+mod elasticache;
 
 /// Exit code for "the record and AWS disagree".
 pub const DRIFT_EXIT_CODE: u8 = 3;
@@ -35,8 +38,11 @@ pub struct Check {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
+    pub backend: Backend,
     pub in_sync: bool,
     pub instance_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replication_group_id: Option<String>,
     pub checks: Vec<Check>,
     /// Facts worth knowing that are not drift, such as a newer Ubuntu image.
     pub notices: Vec<String>,
@@ -44,20 +50,9 @@ pub struct Report {
 
 pub async fn run(project: &Project, settings_path: &Utf8Path, flags: &Status) -> anyhow::Result<ExitCode> {
     let prepared = Prepared::load(project, settings_path)?;
-    let record = DeploymentRecord::load(&project.deployment_record())?;
-    let report = match &record {
-        None => Report {
-            in_sync: true,
-            instance_id: None,
-            checks: Vec::new(),
-            notices: vec!["nothing deployed: generated/deployment.yaml does not exist; run `cargo xtask deploy-redis`".to_owned()],
-        },
-        Some(record) => {
-            let connection = sdk::connect(Some(&record.region)).await?;
-            let mut report = compare(&connection.client, &prepared, record).await?;
-            add_secret_checks(&mut report, &connection.ssm, project, &prepared, record).await?;
-            report
-        }
+    let report = match BackendFlag::or_selected(flags.backend, prepared.settings.backend) {
+        Backend::Instance => instance_report(project, &prepared).await?,
+        Backend::Elasticache => elasticache::report(project, &prepared).await?,
     };
 
     if flags.json {
@@ -69,6 +64,34 @@ pub async fn run(project: &Project, settings_path: &Utf8Path, flags: &Status) ->
         Destination::from_environment(requested.as_deref()).write(&render_markdown(&report))?;
     }
     Ok(if report.in_sync { ExitCode::SUCCESS } else { ExitCode::from(DRIFT_EXIT_CODE) })
+}
+
+async fn instance_report(project: &Project, prepared: &Prepared) -> anyhow::Result<Report> {
+    let Some(record) = DeploymentRecord::load(&project.deployment_record())? else {
+        return Ok(Report::nothing_deployed(Backend::Instance, "generated/deployment.yaml"));
+    };
+    let connection = sdk::connect(Some(&record.region)).await?;
+    let mut report = compare(&connection.client, prepared, &record).await?;
+    add_secret_checks(&mut report, &connection.ssm, project, prepared, &record).await?;
+    Ok(report)
+}
+
+impl Report {
+    /// Returns the instance id or the replication group id, whichever the report is about.
+    fn subject(&self) -> Option<&str> {
+        self.instance_id.as_deref().or(self.replication_group_id.as_deref())
+    }
+
+    fn nothing_deployed(backend: Backend, record_path: &str) -> Report {
+        Report {
+            backend,
+            in_sync: true,
+            instance_id: None,
+            replication_group_id: None,
+            checks: Vec::new(),
+            notices: vec![format!("nothing deployed: {record_path} does not exist; run `cargo xtask deploy-redis`")],
+        }
+    }
 }
 
 /// Runs every comparison. A missing instance makes the instance checks fail without aborting.
@@ -124,13 +147,18 @@ pub async fn compare(client: &Client, prepared: &Prepared, record: &DeploymentRe
     }
 
     let in_sync = checks.iter().all(|check| check.in_sync);
-    Ok(Report { in_sync, instance_id: Some(record.instance_id.clone()), checks, notices })
+    Ok(Report { backend: Backend::Instance, in_sync, instance_id: Some(record.instance_id.clone()), replication_group_id: None, checks, notices })
 }
 
 async fn security_group_check(client: &Client, prepared: &Prepared, record: &DeploymentRecord) -> anyhow::Result<Check> {
+    group_ingress_check(client, prepared, &record.security_group_id).await
+}
+
+/// Checks that the dedicated group `group_id` still allows Redis from the app servers only.
+pub async fn group_ingress_check(client: &Client, prepared: &Prepared, group_id: &str) -> anyhow::Result<Check> {
     let output = client
         .describe_security_groups()
-        .filters(filter("group-id", &record.security_group_id))
+        .filters(filter("group-id", group_id))
         .send()
         .await
         .map_err(|error| sdk_error("DescribeSecurityGroups", error))?;
@@ -138,16 +166,16 @@ async fn security_group_check(client: &Client, prepared: &Prepared, record: &Dep
         return Ok(Check {
             name: "security_group",
             in_sync: false,
-            detail: format!("{} not found", record.security_group_id),
+            detail: format!("{} not found", group_id),
         });
     };
     let vpc = find_vpc(client, prepared.settings.vpc_name.as_str()).await?;
     let app_group = find_app_security_group(client, &vpc, &prepared.settings.app_security_group).await?;
     let drift = security_group::ingress_drift(group.ip_permissions(), &app_group.id);
     let detail = if drift.is_clean() {
-        format!("{} allows TCP {} from {} only", record.security_group_id, codegen::REDIS_PORT, app_group.id)
+        format!("{} allows TCP {} from {} only", group_id, codegen::REDIS_PORT, app_group.id)
     } else {
-        format!("{}: {}; `cargo xtask deploy-redis` repairs it", record.security_group_id, drift.describe().join("; "))
+        format!("{}: {}; `cargo xtask deploy-redis` repairs it", group_id, drift.describe().join("; "))
     };
     Ok(Check { name: "security_group", in_sync: drift.is_clean(), detail })
 }
@@ -155,7 +183,7 @@ async fn security_group_check(client: &Client, prepared: &Prepared, record: &Dep
 /// Formats the report as GitHub-flavoured Markdown, with drift first in the reader's eye.
 pub fn render_markdown(report: &Report) -> String {
     let verdict = if report.in_sync { "in sync" } else { "**drift**" };
-    let subject = report.instance_id.as_deref().map(|id| format!(" `{id}`")).unwrap_or_default();
+    let subject = report.subject().map(|id| format!(" `{id}`")).unwrap_or_default();
     let mut markdown = format!("## Redis deployment{subject}: {verdict}\n\n");
     if !report.checks.is_empty() {
         markdown.push_str("| check | state | detail |\n|---|---|---|\n");
@@ -194,28 +222,40 @@ pub async fn add_secret_checks(
 }
 
 async fn password_check(ssm: &aws_sdk_ssm::Client, name: &str, expected_sha256: &str) -> anyhow::Result<Check> {
+    password_check_with_fix(ssm, name, expected_sha256, "instance", "`cargo xtask deploy-redis --replace`").await
+}
+
+/// Compares the password in SSM with the hash the store was given. `store` names what accepts
+/// the password and `fix` the command that applies a new one.
+pub async fn password_check_with_fix(
+    ssm: &aws_sdk_ssm::Client,
+    name: &str,
+    expected_sha256: &str,
+    store: &str,
+    fix: &str,
+) -> anyhow::Result<Check> {
     let check = match crate::ssm::find_password(ssm, name).await? {
         None => Check {
             name: "password",
             in_sync: false,
             detail: format!(
-                "SSM parameter {name} not found, so app servers cannot read the password; `cargo xtask deploy-redis \
-                 --replace` creates a new one and an instance that accepts it"
+                "SSM parameter {name} not found, so app servers cannot read the password; {fix} creates a new one \
+                 and applies it"
             ),
         },
         Some(parameter) if parameter.sha256 != expected_sha256 => Check {
             name: "password",
             in_sync: false,
             detail: format!(
-                "SSM parameter {name} (version {}) contains another password than the instance accepts, as after a \
-                 rotation; apply it with `cargo xtask deploy-redis --replace`",
+                "SSM parameter {name} (version {}) contains another password than the {store} accepts, as after a \
+                 rotation; apply it with {fix}",
                 parameter.version
             ),
         },
         Some(parameter) => Check {
             name: "password",
             in_sync: true,
-            detail: format!("SSM parameter {name} (version {}) matches the instance", parameter.version),
+            detail: format!("SSM parameter {name} (version {}) matches the {store}", parameter.version),
         },
     };
     Ok(check)
@@ -242,7 +282,7 @@ pub fn certificate_check(project: &Project, record: &DeploymentRecord) -> Check 
 
 fn print_report(report: &Report) {
     let verdict = if report.in_sync { "in sync" } else { "DRIFT" };
-    match &report.instance_id {
+    match report.subject() {
         Some(id) => println!("Redis deployment {id}: {verdict}"),
         None => println!("Redis deployment: {verdict}"),
     }
@@ -262,8 +302,10 @@ mod tests {
     #[test]
     fn markdown_marks_drift_and_escapes_cells() {
         let report = Report {
+            backend: Backend::Instance,
             in_sync: false,
             instance_id: Some("i-0123456789abcdef0".into()),
+            replication_group_id: None,
             checks: vec![
                 Check { name: "instance", in_sync: true, detail: "i-0123456789abcdef0 is running".into() },
                 Check { name: "security_group", in_sync: false, detail: "unexpected rule: TCP 22 | 0.0.0.0/0".into() },

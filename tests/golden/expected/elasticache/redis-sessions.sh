@@ -12,7 +12,8 @@ php=${PHP:-php}
 # The PHP-FPM workers run as this group, and must read the ini, which contains the password.
 web_group=${REDIS_SESSIONS_WEB_GROUP:-webapp}
 ini_file="$php_conf_dir/50-openemr-redis-sessions.ini"
-redis_port='6379'
+# Both backends serve on this port; REDIS_SESSIONS_PORT exists for tests against a local server.
+redis_port=${REDIS_SESSIONS_PORT:-6379}
 
 log() {
     printf 'redis-sessions: %s\n' "$1" >&2
@@ -35,6 +36,10 @@ if [[ -z "$redis_ip" ]]; then
 fi
 if [[ ! "$redis_ip" =~ ^[A-Za-z0-9.-]+$ ]]; then
     log "invalid REDIS_IP '$redis_ip': expected an IP address or a host name"
+    exit 1
+fi
+if [[ ! "$redis_port" =~ ^[0-9]{1,5}$ ]]; then
+    log "invalid REDIS_SESSIONS_PORT '$redis_port': expected a TCP port number"
     exit 1
 fi
 redis_user=$(read_property REDIS_USER)

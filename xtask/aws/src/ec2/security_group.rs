@@ -41,6 +41,28 @@ pub async fn find_redis_group(client: &Client, vpc: &Vpc, name: &str) -> anyhow:
     Ok(Some(RedisGroup { id: id.to_owned(), ingress: group.ip_permissions().to_vec() }))
 }
 
+/// Returns the id of the dedicated group `name`: `existing` with its ingress repaired when it
+/// drifted, or a new group.
+pub async fn ensure_redis_group(
+    client: &Client,
+    vpc: &Vpc,
+    name: &str,
+    existing: Option<&RedisGroup>,
+    app_group: &SecurityGroup,
+) -> anyhow::Result<String> {
+    let Some(group) = existing else {
+        let id = create_redis_group(client, vpc, name, app_group).await?;
+        eprintln!("created security group {name} ({id}): TCP {REDIS_PORT} from {} only", app_group.id);
+        return Ok(id);
+    };
+    let drift = ingress_drift(&group.ingress, &app_group.id);
+    if !drift.is_clean() {
+        eprintln!("repairing ingress of security group {name} ({}): {}", group.id, drift.describe().join("; "));
+        repair_ingress(client, group, app_group).await?;
+    }
+    Ok(group.id.clone())
+}
+
 /// Creates the group with only the Redis rule and returns its id.
 pub async fn create_redis_group(client: &Client, vpc: &Vpc, name: &str, app_group: &SecurityGroup) -> anyhow::Result<String> {
     let tags = TagSpecification::builder()

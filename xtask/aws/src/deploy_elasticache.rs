@@ -1,0 +1,538 @@
+//! `cargo xtask deploy-redis` with `backend: elasticache`: look up, create what is missing (a
+//! security group, a cache subnet group, two users, a user group, a replication group), wait
+//! until the group is `available`, then write its record and the files that point OpenEMR at
+//! its primary endpoint. Nothing is written before the group is available.
+
+use std::collections::BTreeSet;
+
+use anyhow::{Context, bail};
+use xtask::codegen;
+use xtask::flags::DeployRedis;
+use xtask::generated::{self, GeneratedFile};
+use xtask::project::Project;
+use xtask::record::{ElastiCacheRecord, Records};
+use xtask::settings::{Backend, Settings};
+
+use crate::deploy_redis::Prepared;
+use crate::ec2::network::{SecurityGroup, Subnet, Vpc, find_app_security_group, find_subnet, find_vpc};
+use crate::ec2::security_group::{self, RedisGroup};
+use crate::elasticache::replication_group::{self, CreateRequest, ReplicationGroup};
+use crate::elasticache::subnet_group::{self, SubnetGroup};
+use crate::elasticache::users::{self, User, UserGroup};
+use crate::markdown::Destination;
+use crate::plan::{self, Action, PlanReport, PlanRow};
+use crate::progress::Progress;
+use crate::signal::interrupted;
+use crate::ssm::{self, PasswordParameter};
+
+/// The clients an ElastiCache deploy talks to.
+pub struct Clients {
+    pub ec2: aws_sdk_ec2::Client,
+    pub ssm: aws_sdk_ssm::Client,
+    pub elasticache: aws_sdk_elasticache::Client,
+}
+
+/// A subnet the settings name, with its Name tag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamedSubnet {
+    pub name: String,
+    pub subnet: Subnet,
+}
+
+/// What already exists, found by read-only calls.
+#[derive(Debug, Clone)]
+pub struct Found {
+    pub vpc: Vpc,
+    pub subnets: Vec<NamedSubnet>,
+    pub app_group: SecurityGroup,
+    pub security_group: Option<RedisGroup>,
+    pub subnet_group: Option<SubnetGroup>,
+    pub app_user: Option<User>,
+    pub default_user: Option<User>,
+    pub user_group: Option<UserGroup>,
+    pub replication_group: Option<ReplicationGroup>,
+    pub password: Option<PasswordParameter>,
+}
+
+impl Found {
+    /// Returns the ids of the settings' subnets, sorted as ElastiCache reports them.
+    pub fn subnet_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.subnets.iter().map(|named| named.subnet.id.clone()).collect();
+        ids.sort();
+        ids
+    }
+
+    /// Returns the user ids the user group must hold, sorted.
+    fn wanted_user_ids(settings: &Settings) -> Vec<String> {
+        let mut ids = vec![settings.elasticache.app_user_id(), settings.elasticache.default_user_id()];
+        ids.sort();
+        ids
+    }
+}
+
+/// Runs the read-only lookups. The subnets must span two zones, since Multi-AZ places the
+/// replica in another zone than the primary.
+pub async fn look_up(clients: &Clients, settings: &Settings) -> anyhow::Result<Found> {
+    let ec2 = &clients.ec2;
+    let cache = &settings.elasticache;
+    let vpc = find_vpc(ec2, settings.vpc_name.as_str()).await?;
+    let mut subnets = Vec::new();
+    for name in cache.subnet_names.as_slice() {
+        let subnet = find_subnet(ec2, &vpc, name.as_str()).await?;
+        subnets.push(NamedSubnet { name: name.as_str().to_owned(), subnet });
+    }
+    check_zones(&subnets)?;
+
+    let client = &clients.elasticache;
+    let name = cache.name.as_str();
+    let app_user_id = cache.app_user_id();
+    let default_user_id = cache.default_user_id();
+    let (app_group, security_group, subnet_group, app_user, default_user, user_group, replication_group) = tokio::try_join!(
+        find_app_security_group(ec2, &vpc, &settings.app_security_group),
+        security_group::find_redis_group(ec2, &vpc, name),
+        subnet_group::find_subnet_group(client, name),
+        users::find_user(client, &app_user_id),
+        users::find_user(client, &default_user_id),
+        users::find_user_group(client, name),
+        replication_group::find_replication_group(client, name),
+    )?;
+    if let Some(group) = &subnet_group
+        && group.vpc_id != vpc.id
+    {
+        bail!(
+            "cache subnet group {name} belongs to VPC {}, not to {} ({}): rename `elasticache.name` in the settings, or \
+             delete the group with `aws elasticache delete-cache-subnet-group --cache-subnet-group-name {name}`",
+            group.vpc_id,
+            vpc.name,
+            vpc.id
+        );
+    }
+    Ok(Found { vpc, subnets, app_group, security_group, subnet_group, app_user, default_user, user_group, replication_group, password: None })
+}
+
+fn check_zones(subnets: &[NamedSubnet]) -> anyhow::Result<()> {
+    let zones: BTreeSet<&str> = subnets.iter().map(|named| named.subnet.availability_zone.as_str()).collect();
+    if zones.len() >= 2 {
+        return Ok(());
+    }
+    let listed: Vec<String> =
+        subnets.iter().map(|named| format!("{} ({}, {})", named.name, named.subnet.id, named.subnet.availability_zone)).collect();
+    bail!(
+        "the subnets in `elasticache.subnet_names` are all in one zone: {}. Multi-AZ needs subnets in two zones: add \
+         a subnet of another zone, such as the guide's `Other Private`",
+        listed.join(", ")
+    )
+}
+
+/// Lists how an existing replication group differs from the settings, each with its fix. The
+/// deploy stops on any: these changes take minutes and some interrupt sessions, so they are left
+/// to the user.
+pub fn replication_group_drift(group: &ReplicationGroup, settings: &Settings) -> Vec<String> {
+    let cache = &settings.elasticache;
+    let id = &group.id;
+    let mut drift = Vec::new();
+    if group.node_type != cache.node_type.as_str() {
+        drift.push(format!(
+            "node type is {}, the settings ask for {}: change it with `aws elasticache modify-replication-group \
+             --replication-group-id {id} --cache-node-type {} --apply-immediately`, or set `elasticache.node_type` back",
+            group.node_type, cache.node_type, cache.node_type
+        ));
+    }
+    let wanted = usize::try_from(cache.replicas.get()).unwrap_or(usize::MAX);
+    if group.replicas() != wanted {
+        drift.push(format!(
+            "{} replica(s), the settings ask for {wanted}: change it with `aws elasticache increase-replica-count` or \
+             `decrease-replica-count --replication-group-id {id} --new-replica-count {wanted} --apply-immediately`, or \
+             set `elasticache.replicas` back",
+            group.replicas()
+        ));
+    }
+    let security = [
+        (group.transit_encryption, "TLS in transit is off"),
+        (group.at_rest_encryption, "encryption at rest is off"),
+        (group.automatic_failover, "automatic failover is off"),
+        (group.multi_az, "Multi-AZ is off"),
+    ];
+    for (enabled, problem) in security {
+        if !enabled {
+            drift.push(format!(
+                "{problem}: this tool did not create {id} so, or it was changed; delete it with `cargo xtask destroy-redis \
+                 --backend elasticache` and deploy again"
+            ));
+        }
+    }
+    if group.user_group_ids != [cache.name.as_str()] {
+        drift.push(format!(
+            "its user groups are [{}], not [{}]: the app user cannot log in; attach it with `aws elasticache \
+             modify-replication-group --replication-group-id {id} --user-group-ids-to-add {} --apply-immediately`",
+            group.user_group_ids.join(", "),
+            cache.name,
+            cache.name
+        ));
+    }
+    drift
+}
+
+/// Runs the command: connects, then deploys or prints the plan.
+pub async fn run(project: &Project, prepared: &Prepared, flags: &DeployRedis) -> anyhow::Result<()> {
+    let connection = crate::sdk::connect(prepared.settings.region.as_ref().map(|region| region.as_str())).await?;
+    let clients = Clients { ec2: connection.client, ssm: connection.ssm, elasticache: connection.elasticache };
+    let outcome = tokio::select! {
+        biased;
+        outcome = deploy(&clients, &connection.region, project, prepared, flags) => outcome?,
+        signal = interrupted() => bail!(
+            "{signal} received before the wait for the replication group began; nothing was written. Rerun \
+             `cargo xtask deploy-redis`: it reuses what this run created"
+        ),
+    };
+    if let Some(record) = outcome {
+        println!(
+            "Valkey is ready on replication group {} at {}:{}",
+            record.replication_group_id, record.primary_endpoint, record.port
+        );
+    }
+    Ok(())
+}
+
+/// Deploys with ready clients; returns the record, or `None` after a dry run.
+pub async fn deploy(
+    clients: &Clients,
+    region: &str,
+    project: &Project,
+    prepared: &Prepared,
+    flags: &DeployRedis,
+) -> anyhow::Result<Option<ElastiCacheRecord>> {
+    let settings = &prepared.settings;
+    let mut found = look_up(clients, settings).await?;
+    let parameter_name = settings.redis_password_parameter.as_str();
+    let drift = found.replication_group.as_ref().map(|group| replication_group_drift(group, settings)).unwrap_or_default();
+
+    if flags.dry_run {
+        found.password = ssm::find_password(&clients.ssm, parameter_name).await?;
+        let report = plan_report(project, prepared, region, &found, drift)?;
+        print!("{}", plan::render_text(&report));
+        if let Some(requested) = &flags.markdown {
+            Destination::from_environment(requested.as_deref()).write(&plan::render_markdown(&report))?;
+        }
+        return Ok(None);
+    }
+    if !drift.is_empty() {
+        bail!(
+            "replication group {} differs from the settings; nothing was changed:\n  - {}",
+            settings.elasticache.name,
+            drift.join("\n  - ")
+        );
+    }
+
+    // The password is created only once the lookups found everything, so a typo in the settings
+    // leaves SSM untouched.
+    let (password, secret, created) = ssm::ensure_password_value(&clients.ssm, parameter_name).await?;
+    if created {
+        eprintln!("created SSM SecureString parameter {parameter_name} with a new Redis password");
+    }
+    found.password = Some(password.clone());
+
+    let security_group_id = security_group::ensure_redis_group(
+        &clients.ec2,
+        &found.vpc,
+        settings.elasticache.name.as_str(),
+        found.security_group.as_ref(),
+        &found.app_group,
+    )
+    .await?;
+    ensure_subnet_group(&clients.elasticache, settings, &found).await?;
+    let recorded = Records::load(project)?.elasticache;
+    ensure_users(&clients.elasticache, settings, &found, &secret, &password, recorded.as_ref()).await?;
+    ensure_user_group(&clients.elasticache, settings, &found).await?;
+    wait_for_user_group(&clients.elasticache, settings.elasticache.name.as_str()).await?;
+    ensure_replication_group(&clients.elasticache, settings, &found, &security_group_id).await?;
+
+    let group = wait_interruptibly(&clients.elasticache, settings, flags).await?;
+    let (primary_endpoint, port) = group.primary_endpoint.clone().with_context(|| {
+        format!("replication group {} is available but DescribeReplicationGroups returned no primary endpoint; rerun the command", group.id)
+    })?;
+    let cache = &settings.elasticache;
+    let record = ElastiCacheRecord {
+        region: region.to_owned(),
+        vpc_id: found.vpc.id.clone(),
+        security_group_id,
+        subnet_group_name: cache.name.as_str().to_owned(),
+        subnet_ids: found.subnet_ids(),
+        replication_group_id: group.id.clone(),
+        engine_version: cache.engine_version.as_str().to_owned(),
+        node_type: group.node_type.clone(),
+        replicas: u32::try_from(group.replicas()).unwrap_or(u32::MAX),
+        user_group_id: cache.name.as_str().to_owned(),
+        app_user_id: cache.app_user_id(),
+        default_user_id: cache.default_user_id(),
+        primary_endpoint,
+        port,
+        redis_password_parameter_arn: password.arn.clone(),
+        redis_password_sha256: password.sha256.clone(),
+    };
+    write_outputs(project, prepared, &record)?;
+    Ok(Some(record))
+}
+
+async fn ensure_subnet_group(client: &aws_sdk_elasticache::Client, settings: &Settings, found: &Found) -> anyhow::Result<()> {
+    let name = settings.elasticache.name.as_str();
+    let wanted = found.subnet_ids();
+    match &found.subnet_group {
+        None => {
+            subnet_group::create_subnet_group(client, name, &wanted).await?;
+            eprintln!("created cache subnet group {name} over {}", wanted.join(", "));
+        }
+        Some(group) if group.subnet_ids != wanted => {
+            subnet_group::modify_subnet_group(client, name, &wanted).await?;
+            eprintln!("changed the subnets of cache subnet group {name} from {} to {}", group.subnet_ids.join(", "), wanted.join(", "));
+        }
+        Some(_) => {}
+    }
+    Ok(())
+}
+
+/// Creates the users that are missing, and gives the app user the password from SSM when the
+/// record shows it has another one (after `rotate-redis-password`) or when no record tells.
+async fn ensure_users(
+    client: &aws_sdk_elasticache::Client,
+    settings: &Settings,
+    found: &Found,
+    secret: &ssm::Password,
+    password: &PasswordParameter,
+    recorded: Option<&ElastiCacheRecord>,
+) -> anyhow::Result<()> {
+    let cache = &settings.elasticache;
+    let default_user_id = cache.default_user_id();
+    if found.default_user.is_none() {
+        users::create_default_user(client, &default_user_id).await?;
+        eprintln!("created user {default_user_id} (user name `default`, switched off)");
+    }
+
+    let app_user_id = cache.app_user_id();
+    let user_name = settings.redis_user.as_str();
+    let Some(user) = &found.app_user else {
+        users::create_app_user(client, &app_user_id, user_name, secret).await?;
+        eprintln!("created user {app_user_id} (user name `{user_name}`, password from SSM parameter {})", password.name);
+        return Ok(());
+    };
+    if user.name != user_name {
+        bail!(
+            "ElastiCache user {app_user_id} has user name `{}`, the settings ask for `{user_name}`; ElastiCache cannot rename \
+             a user: delete it with `aws elasticache delete-user --user-id {app_user_id}` and deploy again, or set \
+             `redis_user` back",
+            user.name
+        );
+    }
+    let password_known = recorded.is_some_and(|record| record.redis_password_sha256 == password.sha256);
+    if !password_known || user.access_string != users::app_user_access() {
+        users::modify_app_user(client, &app_user_id, secret).await?;
+        eprintln!("set the password (from SSM parameter {}, version {}) and access of user {app_user_id}", password.name, password.version);
+    }
+    Ok(())
+}
+
+async fn ensure_user_group(client: &aws_sdk_elasticache::Client, settings: &Settings, found: &Found) -> anyhow::Result<()> {
+    let id = settings.elasticache.name.as_str();
+    let wanted = Found::wanted_user_ids(settings);
+    let Some(group) = &found.user_group else {
+        users::create_user_group(client, id, &wanted).await?;
+        eprintln!("created user group {id} with users {}", wanted.join(", "));
+        return Ok(());
+    };
+    let add: Vec<String> = wanted.iter().filter(|user| !group.user_ids.contains(user)).cloned().collect();
+    let remove: Vec<String> = group.user_ids.iter().filter(|user| !wanted.contains(user)).cloned().collect();
+    if !add.is_empty() || !remove.is_empty() {
+        users::modify_user_group(client, id, &add, &remove).await?;
+        eprintln!("changed the users of user group {id}: added [{}], removed [{}]", add.join(", "), remove.join(", "));
+    }
+    Ok(())
+}
+
+/// How long a new or changed user group may take to become `active`.
+// NOTE: an estimate: AWS documents no bound, and groups usually settle within a minute.
+const USER_GROUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// ElastiCache refuses a replication group whose user group is still `creating` or `modifying`.
+async fn wait_for_user_group(client: &aws_sdk_elasticache::Client, id: &str) -> anyhow::Result<()> {
+    let mut progress = Progress::start(&format!("user group {id}"));
+    let deadline = tokio::time::Instant::now() + USER_GROUP_TIMEOUT;
+    let outcome = tokio::select! {
+        outcome = users::wait_until_user_group_active(client, id, deadline, &mut progress) => outcome,
+        signal = interrupted() => Err(anyhow::anyhow!(
+            "{signal} received while waiting for user group {id}; nothing was written. Rerun `cargo xtask deploy-redis`"
+        )),
+    };
+    outcome?;
+    Ok(())
+}
+
+async fn ensure_replication_group(
+    client: &aws_sdk_elasticache::Client,
+    settings: &Settings,
+    found: &Found,
+    security_group_id: &str,
+) -> anyhow::Result<()> {
+    if let Some(group) = &found.replication_group {
+        eprintln!("reusing replication group {} ({})", group.id, group.status);
+        return Ok(());
+    }
+    let cache = &settings.elasticache;
+    let request = CreateRequest {
+        id: cache.name.as_str(),
+        engine_version: cache.engine_version.as_str(),
+        node_type: cache.node_type.as_str(),
+        replicas: cache.replicas.get(),
+        subnet_group: cache.name.as_str(),
+        security_group_id,
+        user_group_id: cache.name.as_str(),
+        port: codegen::REDIS_PORT,
+    };
+    replication_group::create_replication_group(client, &request).await?;
+    eprintln!(
+        "created replication group {} (valkey {}, {} primary and {} replica(s), Multi-AZ, TLS, encrypted at rest)",
+        request.id, request.engine_version, request.node_type, request.replicas
+    );
+    Ok(())
+}
+
+/// Waits for `available`, and stops promptly on Ctrl-C or SIGTERM with how to resume.
+async fn wait_interruptibly(
+    client: &aws_sdk_elasticache::Client,
+    settings: &Settings,
+    flags: &DeployRedis,
+) -> anyhow::Result<ReplicationGroup> {
+    let id = settings.elasticache.name.as_str();
+    let mut progress = Progress::start(&format!("replication group {id}"));
+    let deadline = tokio::time::Instant::now() + flags.timeout(Backend::Elasticache);
+    let outcome = tokio::select! {
+        outcome = replication_group::wait_until_available(client, id, deadline, &mut progress) => outcome,
+        signal = interrupted() => Err(anyhow::anyhow!(
+            "{signal} received while waiting for replication group {id}; nothing was written. ElastiCache keeps \
+             creating it: rerun `cargo xtask deploy-redis` to resume waiting"
+        )),
+    };
+    let group = outcome?;
+    progress.finish("available");
+    Ok(group)
+}
+
+/// Renders the record and the Elastic Beanstalk files, prints the diffs, and writes them at once.
+fn write_outputs(project: &Project, prepared: &Prepared, record: &ElastiCacheRecord) -> anyhow::Result<()> {
+    let files = output_files(project, prepared, record)?;
+    for file in &files {
+        if let Some(diff) = file.diff_against_disk(project.display_path(&file.path))? {
+            print!("{diff}");
+        }
+    }
+    let written = generated::write_all(&files).context("failed to write generated files")?;
+    for path in &written {
+        eprintln!("updated {}", project.display_path(path));
+    }
+    Ok(())
+}
+
+fn output_files(project: &Project, prepared: &Prepared, record: &ElastiCacheRecord) -> anyhow::Result<Vec<GeneratedFile>> {
+    let mut records = Records::load(project)?;
+    records.elasticache = Some(record.clone());
+    let mut files = vec![record.to_file(&project.elasticache_record())];
+    files.extend(codegen::render_ebextensions_for(&prepared.inputs(project), &records)?);
+    Ok(files)
+}
+
+/// Builds the dry run's plan, with the diff of every generated file the deploy would write.
+pub fn plan_report(project: &Project, prepared: &Prepared, region: &str, found: &Found, drift: Vec<String>) -> anyhow::Result<PlanReport> {
+    let rows = plan_rows(prepared, found);
+    let record = expected_record(prepared, region, found);
+    let files = output_files(project, prepared, &record)?;
+    let diffs = generated::find_stale(&files, project.root())?;
+    let warnings = drift
+        .into_iter()
+        .map(|problem| format!("replication group {}: {problem}; a deploy stops here", prepared.settings.elasticache.name))
+        .collect();
+    Ok(PlanReport { region: region.to_owned(), backend: Backend::Elasticache, rows, user_data: None, diffs, warnings })
+}
+
+/// Describes what the deploy would do to each resource.
+pub fn plan_rows(prepared: &Prepared, found: &Found) -> Vec<PlanRow> {
+    let settings = &prepared.settings;
+    let cache = &settings.elasticache;
+    let name = cache.name.as_str();
+    let create_or_reuse = |exists: bool| if exists { Action::Reuse } else { Action::Create };
+    let row = |resource: &'static str, subject: String, action: Action, detail: String| PlanRow { resource, subject, action, detail };
+
+    let mut rows = vec![row("VPC", format!("{} ({})", found.vpc.name, found.vpc.id), Action::Found, String::new())];
+    for named in &found.subnets {
+        rows.push(row("subnet", format!("{} ({})", named.name, named.subnet.id), Action::Found, named.subnet.availability_zone.clone()));
+    }
+    rows.push(row("app security group", format!("{} ({})", found.app_group.name, found.app_group.id), Action::Found, String::new()));
+
+    let group_action = match &found.security_group {
+        None => Action::Create,
+        Some(group) if !security_group::ingress_drift(&group.ingress, &found.app_group.id).is_clean() => Action::Repair,
+        Some(_) => Action::Reuse,
+    };
+    let group_subject = found.security_group.as_ref().map_or_else(|| name.to_owned(), |group| format!("{name} ({})", group.id));
+    rows.push(row("security group", group_subject, group_action, format!("TCP {} from {} only", codegen::REDIS_PORT, found.app_group.id)));
+
+    let subnet_action = match &found.subnet_group {
+        None => Action::Create,
+        Some(group) if group.subnet_ids != found.subnet_ids() => Action::Repair,
+        Some(_) => Action::Reuse,
+    };
+    rows.push(row("cache subnet group", name.to_owned(), subnet_action, found.subnet_ids().join(", ")));
+    rows.push(row(
+        "user",
+        cache.default_user_id(),
+        create_or_reuse(found.default_user.is_some()),
+        "user name `default`, switched off".to_owned(),
+    ));
+    rows.push(row(
+        "user",
+        cache.app_user_id(),
+        create_or_reuse(found.app_user.is_some()),
+        format!("user name `{}`, password from SSM parameter {}", settings.redis_user, settings.redis_password_parameter),
+    ));
+    let user_group_action = match &found.user_group {
+        None => Action::Create,
+        Some(group) if group.user_ids != Found::wanted_user_ids(settings) => Action::Repair,
+        Some(_) => Action::Reuse,
+    };
+    rows.push(row("user group", name.to_owned(), user_group_action, Found::wanted_user_ids(settings).join(", ")));
+    let detail = format!(
+        "valkey {}, {} with {} replica(s), Multi-AZ, automatic failover, TLS, encrypted at rest",
+        cache.engine_version,
+        cache.node_type,
+        cache.replicas.get()
+    );
+    let group_detail = match &found.replication_group {
+        Some(group) => format!("{} ({detail})", group.status),
+        None => detail,
+    };
+    rows.push(row("replication group", name.to_owned(), create_or_reuse(found.replication_group.is_some()), group_detail));
+    rows
+}
+
+/// Returns the record a deploy would write. Values ElastiCache assigns are placeholders.
+pub fn expected_record(prepared: &Prepared, region: &str, found: &Found) -> ElastiCacheRecord {
+    let cache = &prepared.settings.elasticache;
+    let created = || "<created at deploy>".to_owned();
+    let endpoint = found.replication_group.as_ref().and_then(|group| group.primary_endpoint.clone());
+    ElastiCacheRecord {
+        region: region.to_owned(),
+        vpc_id: found.vpc.id.clone(),
+        security_group_id: found.security_group.as_ref().map_or_else(created, |group| group.id.clone()),
+        subnet_group_name: cache.name.as_str().to_owned(),
+        subnet_ids: found.subnet_ids(),
+        replication_group_id: cache.name.as_str().to_owned(),
+        engine_version: cache.engine_version.as_str().to_owned(),
+        node_type: cache.node_type.as_str().to_owned(),
+        replicas: cache.replicas.get(),
+        user_group_id: cache.name.as_str().to_owned(),
+        app_user_id: cache.app_user_id(),
+        default_user_id: cache.default_user_id(),
+        primary_endpoint: endpoint.as_ref().map_or_else(|| "<assigned by ElastiCache>".to_owned(), |(host, _)| host.clone()),
+        port: endpoint.map_or(codegen::REDIS_PORT, |(_, port)| port),
+        redis_password_parameter_arn: found.password.as_ref().map_or_else(created, |password| password.arn.clone()),
+        redis_password_sha256: found.password.as_ref().map_or_else(created, |password| password.sha256.clone()),
+    }
+}

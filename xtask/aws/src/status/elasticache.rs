@@ -1,0 +1,98 @@
+//! `status` for `backend: elasticache`: compares generated/elasticache.yaml with the replication
+//! group, its users, its security group and the password in SSM.
+
+use xtask::project::Project;
+use xtask::record::ElastiCacheRecord;
+use xtask::settings::Backend;
+
+use super::{Check, Report, group_ingress_check, password_check_with_fix};
+use crate::deploy_elasticache::replication_group_drift;
+use crate::deploy_redis::Prepared;
+use crate::elasticache::replication_group::find_replication_group;
+use crate::elasticache::users::{self, find_user, find_user_group};
+use crate::sdk;
+
+/// The command that repairs what a check found, for the details.
+const REDEPLOY: &str = "`cargo xtask deploy-redis`";
+
+pub async fn report(project: &Project, prepared: &Prepared) -> anyhow::Result<Report> {
+    let Some(record) = ElastiCacheRecord::load(&project.elasticache_record())? else {
+        return Ok(Report::nothing_deployed(Backend::Elasticache, "generated/elasticache.yaml"));
+    };
+    let connection = sdk::connect(Some(&record.region)).await?;
+    let client = &connection.elasticache;
+
+    let mut checks = replication_group_checks(client, prepared, &record).await?;
+    checks.push(app_user_check(client, &record).await?);
+    checks.push(user_group_check(client, &record).await?);
+    checks.push(group_ingress_check(&connection.client, prepared, &record.security_group_id).await?);
+    let parameter = prepared.settings.redis_password_parameter.as_str();
+    let password = password_check_with_fix(&connection.ssm, parameter, &record.redis_password_sha256, "ElastiCache user", REDEPLOY);
+    checks.push(password.await?);
+
+    Ok(Report {
+        backend: Backend::Elasticache,
+        in_sync: checks.iter().all(|check| check.in_sync),
+        instance_id: None,
+        replication_group_id: Some(record.replication_group_id.clone()),
+        checks,
+        notices: Vec::new(),
+    })
+}
+
+async fn replication_group_checks(
+    client: &aws_sdk_elasticache::Client,
+    prepared: &Prepared,
+    record: &ElastiCacheRecord,
+) -> anyhow::Result<Vec<Check>> {
+    let id = &record.replication_group_id;
+    let Some(group) = find_replication_group(client, id).await? else {
+        let detail = format!("{id} not found in {}; {REDEPLOY} creates it again", record.region);
+        return Ok(vec![Check { name: "replication_group", in_sync: false, detail }]);
+    };
+    let available = group.status == "available";
+    let mut checks = vec![Check { name: "replication_group", in_sync: available, detail: format!("{id} is {}", group.status) }];
+
+    let endpoint = group.primary_endpoint.as_ref().map(|(host, port)| format!("{host}:{port}"));
+    let recorded = format!("{}:{}", record.primary_endpoint, record.port);
+    checks.push(Check {
+        name: "primary_endpoint",
+        in_sync: endpoint.as_deref() == Some(recorded.as_str()),
+        detail: format!("AWS has {}, the record has {recorded}", endpoint.as_deref().unwrap_or("none")),
+    });
+
+    let drift = replication_group_drift(&group, &prepared.settings);
+    let detail = if drift.is_empty() { "matches the settings".to_owned() } else { drift.join("; ") };
+    checks.push(Check { name: "configuration", in_sync: drift.is_empty(), detail });
+    Ok(checks)
+}
+
+async fn app_user_check(client: &aws_sdk_elasticache::Client, record: &ElastiCacheRecord) -> anyhow::Result<Check> {
+    let id = &record.app_user_id;
+    let check = match find_user(client, id).await? {
+        None => Check { name: "app_user", in_sync: false, detail: format!("user {id} not found; {REDEPLOY} creates it again") },
+        Some(user) if user.access_string != users::app_user_access() => Check {
+            name: "app_user",
+            in_sync: false,
+            detail: format!("user {id} has access `{}` instead of `{}`; {REDEPLOY} resets it", user.access_string, users::app_user_access()),
+        },
+        Some(user) => Check { name: "app_user", in_sync: user.status == "active", detail: format!("user {id} is {}", user.status) },
+    };
+    Ok(check)
+}
+
+async fn user_group_check(client: &aws_sdk_elasticache::Client, record: &ElastiCacheRecord) -> anyhow::Result<Check> {
+    let id = &record.user_group_id;
+    let mut wanted = vec![record.app_user_id.clone(), record.default_user_id.clone()];
+    wanted.sort();
+    let check = match find_user_group(client, id).await? {
+        None => Check { name: "user_group", in_sync: false, detail: format!("user group {id} not found; {REDEPLOY} creates it again") },
+        Some(group) if group.user_ids != wanted => Check {
+            name: "user_group",
+            in_sync: false,
+            detail: format!("user group {id} holds [{}] instead of [{}]; {REDEPLOY} repairs it", group.user_ids.join(", "), wanted.join(", ")),
+        },
+        Some(group) => Check { name: "user_group", in_sync: true, detail: format!("user group {id} holds {}", group.user_ids.join(", ")) },
+    };
+    Ok(check)
+}
