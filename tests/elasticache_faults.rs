@@ -1,0 +1,1 @@
+//! The ElastiCache backend under faults, through aws-smithy-mocks (written next).

@@ -1,0 +1,1 @@
+//! The ElastiCache backend against moto (written next).
