@@ -132,3 +132,69 @@ fn recorded_certificate_must_match_its_file() {
     assert!(!check.status.success(), "{}", describe(&check));
     assert!(stderr.contains("redis-ca.pem is missing"), "{stderr}");
 }
+
+/// Writes settings that select `backend`, and returns their path.
+fn write_settings_with_backend(output_dir: &Utf8PathBuf, backend: &str) -> Utf8PathBuf {
+    let checked_in = Utf8PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy.yaml");
+    let settings = output_dir.join("deploy.yaml");
+    let text = std::fs::read_to_string(checked_in).unwrap();
+    std::fs::write(&settings, format!("{text}backend: {backend}\n")).unwrap();
+    settings
+}
+
+/// Writes the golden ElastiCache record as a deploy leaves it.
+fn write_elasticache_record(output_dir: &Utf8PathBuf) -> String {
+    let golden = Utf8PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/golden/elasticache.yaml");
+    let record = std::fs::read_to_string(golden).unwrap();
+    std::fs::write(output_dir.join("generated/elasticache.yaml"), &record).unwrap();
+    let parsed: serde_yaml::Value = serde_yaml::from_str(&record).unwrap();
+    parsed["primary_endpoint"].as_str().unwrap().to_owned()
+}
+
+fn options_redis_ip(output_dir: &Utf8PathBuf) -> String {
+    let options = std::fs::read_to_string(output_dir.join("openemr/.ebextensions/00-options.config")).unwrap();
+    let parsed: serde_yaml::Value = serde_yaml::from_str(&options).unwrap();
+    parsed["option_settings"]["aws:elasticbeanstalk:application:environment"]["REDIS_IP"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn selected_backend_decides_redis_ip() {
+    let (_guard, output_dir) = fresh_outputs();
+    write_deployed_certificate(&output_dir, "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n");
+    let endpoint = write_elasticache_record(&output_dir);
+
+    let instance = write_settings_with_backend(&output_dir, "instance");
+    let output = xtask(&output_dir, &["codegen", "--settings", instance.as_str()]).output().unwrap();
+    assert!(output.status.success(), "{}", describe(&output));
+    assert_eq!(options_redis_ip(&output_dir), "10.20.1.37", "the golden instance record's IP");
+
+    let elasticache = write_settings_with_backend(&output_dir, "elasticache");
+    let output = xtask(&output_dir, &["codegen", "--settings", elasticache.as_str()]).output().unwrap();
+    assert!(output.status.success(), "{}", describe(&output));
+    assert_eq!(options_redis_ip(&output_dir), endpoint);
+    let hook = std::fs::read_to_string(output_dir.join("openemr/.ebextensions/redis-sessions.sh")).unwrap();
+    assert!(!hook.contains("redis-ca.pem"), "ElastiCache needs no certificate file: {hook}");
+}
+
+/// Selecting a backend that was never deployed, while the other one serves sessions, would empty
+/// REDIS_IP; codegen refuses and names the deploy that completes the switch.
+#[test]
+fn switch_without_deploy_leaves_outputs_alone() {
+    let (_guard, output_dir) = fresh_outputs();
+    write_elasticache_record(&output_dir);
+    let elasticache = write_settings_with_backend(&output_dir, "elasticache");
+    let output = xtask(&output_dir, &["codegen", "--settings", elasticache.as_str()]).output().unwrap();
+    assert!(output.status.success(), "{}", describe(&output));
+    let options = output_dir.join("openemr/.ebextensions/00-options.config");
+    let before = std::fs::read_to_string(&options).unwrap();
+
+    let instance = write_settings_with_backend(&output_dir, "instance");
+    for arguments in [vec!["codegen"], vec!["codegen", "--check"]] {
+        let output = xtask(&output_dir, &[arguments.as_slice(), &["--settings", instance.as_str()]].concat()).output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{}", describe(&output));
+        assert!(stderr.contains("selects `backend: instance`, which has not been deployed"), "{stderr}");
+        assert!(stderr.contains("run `cargo xtask deploy-redis`"), "{stderr}");
+        assert_eq!(std::fs::read_to_string(&options).unwrap(), before, "{arguments:?} must not write");
+    }
+}

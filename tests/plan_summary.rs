@@ -11,6 +11,7 @@ use xtask_aws::ec2::image::Image;
 use xtask_aws::ec2::instance::InstanceView;
 use xtask_aws::ec2::network::{SecurityGroup, Subnet, Vpc};
 use xtask_aws::ec2::security_group::{RedisGroup, redis_rule};
+use xtask_aws::deploy_elasticache::NamedSubnet;
 use xtask_aws::plan::{self, PlanReport};
 
 fn golden_dir() -> Utf8PathBuf {
@@ -117,4 +118,47 @@ fn plan_with_drift() {
     assert!(markdown.contains("unexpected rule: TCP 22 from 0.0.0.0/0"), "{markdown}");
     assert!(markdown.contains("--replace"), "{markdown}");
     check_golden("plan-drift.md", &markdown);
+}
+
+/// What the ElastiCache deploy finds in an account where only the guide's network exists.
+fn elasticache_found() -> xtask_aws::deploy_elasticache::Found {
+    let subnet = |name: &str, id: &str, zone: &str| NamedSubnet {
+        name: name.into(),
+        subnet: Subnet { id: id.into(), availability_zone: zone.into() },
+    };
+    xtask_aws::deploy_elasticache::Found {
+        vpc: Vpc { id: "vpc-0123456789abcdef0".into(), name: "emr-network".into() },
+        subnets: vec![
+            subnet("Private", "subnet-0123456789abcdef0", "eu-central-1a"),
+            subnet("Other Private", "subnet-0123456789abcdef1", "eu-central-1b"),
+        ],
+        app_group: SecurityGroup { id: "sg-0123456789abcdef0".into(), name: "emr-app".into() },
+        security_group: None,
+        subnet_group: None,
+        app_user: None,
+        default_user: None,
+        user_group: None,
+        replication_group: None,
+        password: None,
+    }
+}
+
+#[test]
+fn elasticache_plan_creates_everything() {
+    let mut prepared = prepared();
+    prepared.settings.backend = Backend::Elasticache;
+    let found = elasticache_found();
+    let report = PlanReport {
+        region: "eu-central-1".into(),
+        backend: Backend::Elasticache,
+        rows: xtask_aws::deploy_elasticache::plan_rows(&prepared, &found),
+        user_data: None,
+        diffs: Vec::new(),
+        warnings: Vec::new(),
+    };
+    let markdown = plan::render_markdown(&report);
+
+    assert!(markdown.starts_with("## Redis deploy plan, ElastiCache backend (eu-central-1)\n"), "{markdown}");
+    assert!(!markdown.contains("User data"), "ElastiCache has no user data: {markdown}");
+    check_golden("plan-elasticache-create.md", &markdown);
 }

@@ -6,10 +6,11 @@ use std::fmt::Write;
 use xtask::codegen;
 use xtask::generated::StaleFile;
 use xtask::record::DeploymentRecord;
-use xtask::settings::Backend;
+use xtask::settings::{Backend, Settings};
 
 use crate::deploy_redis::{Found, InstancePlan, Prepared};
 use crate::ec2::security_group;
+use crate::ssm::PasswordParameter;
 
 /// One resource of the plan and the action the deploy would take on it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,27 +87,14 @@ pub fn plan_rows(prepared: &Prepared, found: &Found, plan: &InstancePlan) -> (Ve
         },
     ];
 
-    let parameter_name = settings.redis_password_parameter.to_string();
-    rows.push(match &found.password {
-        Some(password) => PlanRow {
-            resource: "password",
-            subject: parameter_name,
-            action: Action::Reuse,
-            detail: format!("SSM SecureString, version {}", password.version),
-        },
-        None => {
-            warnings.push(format!(
-                "SSM parameter {parameter_name} does not exist: the deploy creates it with a new password, so the \
-                 user data shown here lacks the password's hash and the Redis user in it is disabled"
-            ));
-            PlanRow {
-                resource: "password",
-                subject: parameter_name,
-                action: Action::Create,
-                detail: "SSM SecureString with a new 40-character password".to_owned(),
-            }
-        }
-    });
+    if found.password.is_none() {
+        warnings.push(format!(
+            "SSM parameter {} does not exist: the deploy creates it with a new password, so the user data shown \
+             here lacks the password's hash and the Redis user in it is disabled",
+            settings.redis_password_parameter
+        ));
+    }
+    rows.push(password_row(settings, found.password.as_ref()));
 
     let redis_rule = format!("TCP {} from {} only", codegen::REDIS_PORT, found.app_group.id);
     rows.push(match &found.redis_group {
@@ -158,6 +146,25 @@ pub fn plan_rows(prepared: &Prepared, found: &Found, plan: &InstancePlan) -> (Ve
         }
     });
     (rows, warnings)
+}
+
+/// Describes the password parameter: reused, or created with a new password.
+pub fn password_row(settings: &Settings, password: Option<&PasswordParameter>) -> PlanRow {
+    let subject = settings.redis_password_parameter.to_string();
+    match password {
+        Some(password) => PlanRow {
+            resource: "password",
+            subject,
+            action: Action::Reuse,
+            detail: format!("SSM SecureString, version {}", password.version),
+        },
+        None => PlanRow {
+            resource: "password",
+            subject,
+            action: Action::Create,
+            detail: "SSM SecureString with a new 40-character password".to_owned(),
+        },
+    }
 }
 
 /// Returns the record a deploy would write. Values EC2 assigns at launch are placeholders.
