@@ -5,18 +5,18 @@
 #[path = "support/redis.rs"]
 mod redis_support;
 
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener};
+use std::net::{IpAddr, Ipv4Addr};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use redis_support::{
-    RedisServer, TEST_PASSWORD, TEST_USER, describe, make_certificate, redis_conf_from_user_data,
+    RedisServer, TEST_PASSWORD, TEST_USER, describe, free_port_on, make_certificate, redis_conf_from_user_data,
     rendered_ebextensions, rendered_user_data, require_php_with_redis, require_redis, resolve_loopback, settings,
 };
 use serde_json::Value;
+use xtask::codegen::SESSION_ACL_RULES;
 use xtask::project::Project;
 use xtask::record::SessionStore;
 use xtask::settings::Backend;
@@ -37,6 +37,9 @@ struct FakeBeanstalk {
     hook: PathBuf,
     password: Option<String>,
     ca_file: Option<PathBuf>,
+    /// The value of REDIS_SESSIONS_PORT, which overrides the hook's port 6379. `None` leaves it
+    /// unset, so the hook uses 6379.
+    sessions_port: Option<String>,
 }
 
 impl FakeBeanstalk {
@@ -46,7 +49,13 @@ impl FakeBeanstalk {
         std::fs::create_dir(directory.path().join("certificate")).unwrap();
         let ca_file = make_certificate(&directory.path().join("certificate"), Ipv4Addr::new(127, 0, 0, 1));
         let hook = Project::from_manifest_dir().ebextensions_dir().join("redis-sessions.sh").into_std_path_buf();
-        FakeBeanstalk { directory, hook, password: Some(TEST_PASSWORD.to_owned()), ca_file: Some(ca_file) }
+        FakeBeanstalk {
+            directory,
+            hook,
+            password: Some(TEST_PASSWORD.to_owned()),
+            ca_file: Some(ca_file),
+            sessions_port: None,
+        }
     }
 
     /// Prepares the hook rendered for the ElastiCache backend, whose REDIS_IP is the primary
@@ -55,7 +64,7 @@ impl FakeBeanstalk {
         let directory = new_environment(get_config);
         let hook = directory.path().join("redis-sessions.sh");
         std::fs::write(&hook, render_elasticache_hook(host)).unwrap();
-        FakeBeanstalk { directory, hook, password: Some(TEST_PASSWORD.to_owned()), ca_file: None }
+        FakeBeanstalk { directory, hook, password: Some(TEST_PASSWORD.to_owned()), ca_file: None, sessions_port: None }
     }
 
     /// Uses `path` as the certificate of the app bundle, or none.
@@ -67,6 +76,12 @@ impl FakeBeanstalk {
     /// Puts `password` into the hook's environment, or leaves REDIS_PASSWORD unset.
     fn with_password(mut self, password: Option<&str>) -> FakeBeanstalk {
         self.password = password.map(str::to_owned);
+        self
+    }
+
+    /// Sets REDIS_SESSIONS_PORT to `port`, which need not be a valid port number.
+    fn with_sessions_port(mut self, port: &str) -> FakeBeanstalk {
+        self.sessions_port = Some(port.to_owned());
         self
     }
 
@@ -104,12 +119,16 @@ impl FakeBeanstalk {
             .env("REDIS_CA_SOURCE", self.directory.path().join("missing-ca.pem"))
             .env("REDIS_CA_DIR", self.ca_dir())
             .env_remove("REDIS_PASSWORD")
+            .env_remove("REDIS_SESSIONS_PORT")
             .env_remove("PHP");
         if let Some(ca_file) = &self.ca_file {
             command.env("REDIS_CA_SOURCE", ca_file);
         }
         if let Some(password) = &self.password {
             command.env("REDIS_PASSWORD", password);
+        }
+        if let Some(port) = &self.sessions_port {
+            command.env("REDIS_SESSIONS_PORT", port);
         }
         command.stdin(Stdio::null()).output().expect("run bash")
     }
@@ -287,12 +306,9 @@ fn primary_group() -> String {
     String::from_utf8(output.stdout).expect("group name is UTF-8").trim().to_owned()
 }
 
-/// A distinct loopback address, so that the hook's fixed port 6379 does not collide with a Redis
-/// that the machine may run on 127.0.0.1.
+/// The address of the instance-like Redis. It is not 127.0.0.1, so that a hook that ignored
+/// REDIS_IP and connected to 127.0.0.1 would not reach the test's server.
 const REDIS_TEST_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 57);
-const REDIS_TEST_PORT: u16 = 6379;
-/// Another address for the wrong-password case, so that it can run beside the others.
-const REDIS_TEST_IP_WRONG: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 59);
 /// A short `session.gc_maxlifetime`, so that the test can wait for the session to expire.
 const SESSION_LIFETIME_SECONDS: i64 = 4;
 
@@ -364,14 +380,6 @@ fn run_php(app: &AppServer<'_>, code: &str, argument: &str, settings: &[&str]) -
         .expect("run php")
 }
 
-/// Panics unless `address` is free. The hook fixes port 6379, so a Redis already listening there
-/// would receive the connections meant for the test's server.
-fn require_free(address: SocketAddr) {
-    if let Err(error) = TcpListener::bind(address) {
-        panic!("{address} is taken ({error}); the hook fixes port 6379, so this test needs that address free");
-    }
-}
-
 /// A session that one app server started and another resumed.
 struct SharedSession {
     id: String,
@@ -419,18 +427,24 @@ fn share_session(server: &RedisServer, app: &AppServer<'_>, save_path: &str) -> 
     session
 }
 
+/// Starts Redis with the instance's config on a free port of [`REDIS_TEST_IP`]. The tests pass that
+/// port to the hook in REDIS_SESSIONS_PORT, so a Redis the machine runs on port 6379 is no obstacle.
+fn start_instance_redis() -> RedisServer {
+    let port = free_port_on(&[IpAddr::V4(REDIS_TEST_IP)]);
+    let conf = redis_conf_from_user_data(&rendered_user_data());
+    RedisServer::start(&conf, REDIS_TEST_IP, port)
+}
+
 #[test]
 fn two_app_servers_share_sessions_through_redis() {
     require_redis();
     require_php_with_redis();
 
-    let address = SocketAddrV4::new(REDIS_TEST_IP, REDIS_TEST_PORT);
-    require_free(SocketAddr::V4(address));
-    let conf = redis_conf_from_user_data(&rendered_user_data());
-    let server = RedisServer::start(&conf, REDIS_TEST_IP, REDIS_TEST_PORT);
-
-    let beanstalk =
-        FakeBeanstalk::new(GetConfig::Prints(&REDIS_TEST_IP.to_string())).with_ca_file(Some(server.ca_file()));
+    let server = start_instance_redis();
+    let address = server.address;
+    let beanstalk = FakeBeanstalk::new(GetConfig::Prints(&REDIS_TEST_IP.to_string()))
+        .with_ca_file(Some(server.ca_file()))
+        .with_sessions_port(&address.port().to_string());
     let hook = beanstalk.run_hook();
     assert!(hook.status.success(), "{}", describe(&hook));
     let conf_dir = beanstalk.conf_dir();
@@ -489,13 +503,11 @@ fn php_with_wrong_password_gets_no_session() {
     require_redis();
     require_php_with_redis();
 
-    let address = SocketAddrV4::new(REDIS_TEST_IP_WRONG, REDIS_TEST_PORT);
-    require_free(SocketAddr::V4(address));
-    let conf = redis_conf_from_user_data(&rendered_user_data());
-    let server = RedisServer::start(&conf, REDIS_TEST_IP_WRONG, REDIS_TEST_PORT);
-    let beanstalk = FakeBeanstalk::new(GetConfig::Prints(&REDIS_TEST_IP_WRONG.to_string()))
+    let server = start_instance_redis();
+    let beanstalk = FakeBeanstalk::new(GetConfig::Prints(&REDIS_TEST_IP.to_string()))
         .with_ca_file(Some(server.ca_file()))
-        .with_password(Some(WRONG_PASSWORD));
+        .with_password(Some(WRONG_PASSWORD))
+        .with_sessions_port(&server.address.port().to_string());
     let hook = beanstalk.run_hook();
     assert!(hook.status.success(), "{}", describe(&hook));
     let files_dir = tempfile::tempdir().unwrap();
@@ -518,20 +530,6 @@ const ELASTICACHE_ENDPOINT: &str = "master.openemr-sessions.abc123.use1.cache.am
 /// The host name the tests' managed-like Redis listens on, which must resolve to loopback.
 const MANAGED_HOST: &str = "localhost";
 
-/// The access string the ElastiCache backend gives the app user.
-const ELASTICACHE_ACCESS_STRING: &str =
-    "on ~PHPREDIS_SESSION:* -@all +get +setex +set +del +exists +expire +evalsha +eval +ping";
-
-/// Serializes the tests whose Redis listens on localhost:6379, the one address the hook reaches
-/// for the host name `localhost`.
-static LOCALHOST_REDIS: Mutex<()> = Mutex::new(());
-
-/// Takes [`LOCALHOST_REDIS`]. A test that failed while holding it has stopped its server, so a
-/// poisoned lock is still safe to take.
-fn lock_localhost_redis() -> MutexGuard<'static, ()> {
-    LOCALHOST_REDIS.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
 /// Returns the Redis config for a server that behaves like the ElastiCache backend to the app
 /// servers. The instance's rendered config already does: TLS only, the default user disabled,
 /// and the app user with the ElastiCache access string. It is reused, and these three properties
@@ -550,25 +548,27 @@ fn managed_like_redis_conf() -> String {
     // password itself, and `resetkeys` changes nothing for a user that the file creates.
     let rules: Vec<&str> =
         app_user.split_whitespace().filter(|rule| !rule.starts_with("\"#") && *rule != "resetkeys").collect();
-    assert_eq!(rules.join(" "), ELASTICACHE_ACCESS_STRING, "the app user's rules in:\n{conf}");
+    // The product creates the ElastiCache app user with this access string.
+    let access_string = format!("on {SESSION_ACL_RULES}");
+    assert_eq!(rules.join(" "), access_string, "the app user's rules in:\n{conf}");
     conf
 }
 
-/// Starts the managed-like Redis on port 6379 of every address of [`MANAGED_HOST`], presenting a
-/// certificate for `certificate_host` issued by a test CA. The caller must hold [`LOCALHOST_REDIS`].
+/// Starts the managed-like Redis on one free port of every address of [`MANAGED_HOST`],
+/// presenting a certificate for `certificate_host` issued by a test CA. The port is free, not
+/// ElastiCache's 6379, so that a Redis the machine runs on localhost:6379 does not get in the way.
 fn start_managed_like_redis(certificate_host: &str) -> RedisServer {
-    for ip in resolve_loopback(MANAGED_HOST) {
-        require_free(SocketAddr::new(ip, REDIS_TEST_PORT));
-    }
+    let port = free_port_on(&resolve_loopback(MANAGED_HOST));
     let conf = managed_like_redis_conf();
-    RedisServer::start_for_host(&conf, MANAGED_HOST, REDIS_TEST_PORT, certificate_host)
+    RedisServer::start_for_host(&conf, MANAGED_HOST, port, certificate_host)
 }
 
-/// Runs the ElastiCache hook with REDIS_IP set to [`MANAGED_HOST`] and the password
-/// `password`, and checks that it succeeded.
-fn managed_beanstalk(password: &str) -> FakeBeanstalk {
-    let beanstalk =
-        FakeBeanstalk::for_elasticache(GetConfig::Prints(MANAGED_HOST), MANAGED_HOST).with_password(Some(password));
+/// Runs the ElastiCache hook with REDIS_IP set to [`MANAGED_HOST`], REDIS_SESSIONS_PORT set to
+/// the port of `server` and the password `password`, and checks that it succeeded.
+fn managed_beanstalk(server: &RedisServer, password: &str) -> FakeBeanstalk {
+    let beanstalk = FakeBeanstalk::for_elasticache(GetConfig::Prints(MANAGED_HOST), MANAGED_HOST)
+        .with_password(Some(password))
+        .with_sessions_port(&server.address.port().to_string());
     let hook = beanstalk.run_hook();
     assert!(hook.status.success(), "{}", describe(&hook));
     beanstalk
@@ -602,14 +602,32 @@ fn elasticache_hook_writes_host_name_without_ca_file() {
 }
 
 #[test]
+fn hook_rejects_invalid_sessions_port() {
+    require_php_with_redis();
+    // `${REDIS_SESSIONS_PORT:-6379}` treats an empty value as unset, so the empty string is valid.
+    for port in ["63a9", "123456", "99999", "0", "6379 ", "-1", "6379;x"] {
+        let elasticache = FakeBeanstalk::for_elasticache(GetConfig::Prints(ELASTICACHE_ENDPOINT), ELASTICACHE_ENDPOINT)
+            .with_sessions_port(port);
+        let message = format!("invalid REDIS_SESSIONS_PORT '{port}'");
+        assert_hook_refuses_in(&elasticache, &message, &format!("ElastiCache hook, REDIS_SESSIONS_PORT {port:?}"));
+
+        let instance = FakeBeanstalk::new(GetConfig::Prints("10.0.3.17")).with_sessions_port(port);
+        assert_hook_refuses_in(&instance, &message, &format!("instance hook, REDIS_SESSIONS_PORT {port:?}"));
+    }
+}
+
+#[test]
 fn app_servers_share_sessions_by_host_name() {
     require_redis();
     require_php_with_redis();
-    let _lock = lock_localhost_redis();
     let server = start_managed_like_redis(MANAGED_HOST);
-    let beanstalk = managed_beanstalk(TEST_PASSWORD);
+    let beanstalk = managed_beanstalk(&server, TEST_PASSWORD);
 
+    let port = server.address.port();
+    let save_path = format!("tls://{MANAGED_HOST}:{port}?auth[user]={TEST_USER}&auth[pass]={TEST_PASSWORD}");
     let settings = beanstalk.ini_settings();
+    let save_path_line = format!("session.save_path = \"{save_path}\"");
+    assert!(settings.contains(&save_path_line), "the save path carries REDIS_SESSIONS_PORT {port}: {settings:?}");
     assert!(!settings.iter().any(|line| line.contains("openssl.cafile")), "{settings:?}");
     assert!(!beanstalk.ca_dir().exists(), "the hook installs no certificate for ElastiCache");
 
@@ -617,7 +635,6 @@ fn app_servers_share_sessions_by_host_name() {
     let files_dir = tempfile::tempdir().unwrap();
     let test_ca = server.ca_file();
     let app = AppServer { conf_dir: Some(&conf_dir), files_dir: files_dir.path(), system_ca_file: Some(&test_ca) };
-    let save_path = format!("tls://{MANAGED_HOST}:{REDIS_TEST_PORT}?auth[user]={TEST_USER}&auth[pass]={TEST_PASSWORD}");
     share_session(&server, &app, &save_path);
 }
 
@@ -625,9 +642,8 @@ fn app_servers_share_sessions_by_host_name() {
 fn php_rejects_managed_certificate_from_untrusted_ca() {
     require_redis();
     require_php_with_redis();
-    let _lock = lock_localhost_redis();
     let server = start_managed_like_redis(MANAGED_HOST);
-    let beanstalk = managed_beanstalk(TEST_PASSWORD);
+    let beanstalk = managed_beanstalk(&server, TEST_PASSWORD);
     let conf_dir = beanstalk.conf_dir();
     let files_dir = tempfile::tempdir().unwrap();
     let app = AppServer { conf_dir: Some(&conf_dir), files_dir: files_dir.path(), system_ca_file: None };
@@ -645,9 +661,8 @@ fn php_rejects_managed_certificate_from_untrusted_ca() {
 fn php_rejects_managed_certificate_for_another_host() {
     require_redis();
     require_php_with_redis();
-    let _lock = lock_localhost_redis();
     let server = start_managed_like_redis("other-host.test");
-    let beanstalk = managed_beanstalk(TEST_PASSWORD);
+    let beanstalk = managed_beanstalk(&server, TEST_PASSWORD);
     let conf_dir = beanstalk.conf_dir();
     let files_dir = tempfile::tempdir().unwrap();
     let test_ca = server.ca_file();
@@ -660,9 +675,8 @@ fn php_rejects_managed_certificate_for_another_host() {
 fn wrong_password_gets_no_managed_session() {
     require_redis();
     require_php_with_redis();
-    let _lock = lock_localhost_redis();
     let server = start_managed_like_redis(MANAGED_HOST);
-    let beanstalk = managed_beanstalk(WRONG_PASSWORD);
+    let beanstalk = managed_beanstalk(&server, WRONG_PASSWORD);
     let conf_dir = beanstalk.conf_dir();
     let files_dir = tempfile::tempdir().unwrap();
     let test_ca = server.ca_file();

@@ -269,6 +269,24 @@ pub fn free_port() -> u16 {
     listener.local_addr().unwrap().port()
 }
 
+/// Returns a port that nothing listens on right now on any of `addresses`, which must be
+/// loopback. A server for a host name binds every address of the name on one port, and a port
+/// free on 127.0.0.1 may still be taken on ::1.
+pub fn free_port_on(addresses: &[IpAddr]) -> u16 {
+    assert!(!addresses.is_empty(), "free_port_on needs at least one address");
+    assert!(addresses.iter().all(IpAddr::is_loopback), "tests bind loopback only, not {addresses:?}");
+    const ATTEMPTS: usize = 20;
+    for _ in 0..ATTEMPTS {
+        let first = TcpListener::bind((addresses[0], 0))
+            .unwrap_or_else(|error| panic!("failed to bind {}:0: {error}", addresses[0]));
+        let port = first.local_addr().unwrap().port();
+        if addresses[1..].iter().all(|address| TcpListener::bind((*address, port)).is_ok()) {
+            return port;
+        }
+    }
+    panic!("no port was free on all of {addresses:?} in {ATTEMPTS} attempts");
+}
+
 /// A reply of the Redis protocol (RESP2).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reply {

@@ -38,7 +38,7 @@ if [[ ! "$redis_ip" =~ ^[A-Za-z0-9.-]+$ ]]; then
     log "invalid REDIS_IP '$redis_ip': expected an IP address or a host name"
     exit 1
 fi
-if [[ ! "$redis_port" =~ ^[0-9]{1,5}$ ]]; then
+if [[ ! "$redis_port" =~ ^[0-9]{1,5}$ ]] || (( 10#$redis_port < 1 || 10#$redis_port > 65535 )); then
     log "invalid REDIS_SESSIONS_PORT '$redis_port': expected a TCP port number"
     exit 1
 fi
