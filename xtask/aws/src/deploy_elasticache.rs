@@ -244,10 +244,12 @@ pub async fn deploy(
     let recorded = Records::load(project)?.elasticache;
     ensure_users(&clients.elasticache, settings, &found, &secret, &password, recorded.as_ref()).await?;
     ensure_user_group(&clients.elasticache, settings, &found).await?;
-    wait_for_user_group(&clients.elasticache, settings.elasticache.name.as_str()).await?;
+    // One limit covers both waits, so that `--timeout` bounds the whole deploy.
+    let deadline = tokio::time::Instant::now() + flags.timeout(Backend::Elasticache);
+    wait_for_user_group(&clients.elasticache, settings.elasticache.name.as_str(), deadline).await?;
     ensure_replication_group(&clients.elasticache, settings, &found, &security_group_id).await?;
 
-    let group = wait_interruptibly(&clients.elasticache, settings, flags).await?;
+    let group = wait_interruptibly(&clients.elasticache, settings, deadline).await?;
     let (primary_endpoint, port) = group.primary_endpoint.clone().with_context(|| {
         format!("replication group {} is available but DescribeReplicationGroups returned no primary endpoint; rerun the command", group.id)
     })?;
@@ -348,14 +350,10 @@ async fn ensure_user_group(client: &aws_sdk_elasticache::Client, settings: &Sett
     Ok(())
 }
 
-/// How long a new or changed user group may take to become `active`.
-// NOTE: an estimate: AWS documents no bound, and groups usually settle within a minute.
-const USER_GROUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
-
-/// ElastiCache refuses a replication group whose user group is still `creating` or `modifying`.
-async fn wait_for_user_group(client: &aws_sdk_elasticache::Client, id: &str) -> anyhow::Result<()> {
+/// Waits until the user group is `active`: ElastiCache rejects a replication group whose user
+/// group is still `creating` or `modifying`.
+async fn wait_for_user_group(client: &aws_sdk_elasticache::Client, id: &str, deadline: tokio::time::Instant) -> anyhow::Result<()> {
     let mut progress = Progress::start(&format!("user group {id}"));
-    let deadline = tokio::time::Instant::now() + USER_GROUP_TIMEOUT;
     let outcome = tokio::select! {
         outcome = users::wait_until_user_group_active(client, id, deadline, &mut progress) => outcome,
         signal = interrupted() => Err(anyhow::anyhow!(
@@ -399,11 +397,10 @@ async fn ensure_replication_group(
 async fn wait_interruptibly(
     client: &aws_sdk_elasticache::Client,
     settings: &Settings,
-    flags: &DeployRedis,
+    deadline: tokio::time::Instant,
 ) -> anyhow::Result<ReplicationGroup> {
     let id = settings.elasticache.name.as_str();
     let mut progress = Progress::start(&format!("replication group {id}"));
-    let deadline = tokio::time::Instant::now() + flags.timeout(Backend::Elasticache);
     let outcome = tokio::select! {
         outcome = replication_group::wait_until_available(client, id, deadline, &mut progress) => outcome,
         signal = interrupted() => Err(anyhow::anyhow!(
@@ -465,6 +462,7 @@ pub fn plan_rows(prepared: &Prepared, found: &Found) -> Vec<PlanRow> {
         rows.push(row("subnet", format!("{} ({})", named.name, named.subnet.id), Action::Found, named.subnet.availability_zone.clone()));
     }
     rows.push(row("app security group", format!("{} ({})", found.app_group.name, found.app_group.id), Action::Found, String::new()));
+    rows.push(plan::password_row(settings, found.password.as_ref()));
 
     let group_action = match &found.security_group {
         None => Action::Create,

@@ -106,8 +106,9 @@ pub async fn create_replication_group(client: &Client, request: &CreateRequest<'
     let service_error = error.as_service_error();
     if service_error.is_some_and(|error| error.is_insufficient_cache_cluster_capacity_fault()) {
         bail!(
-            "ElastiCache has no capacity for node type `{}` in the zones of subnet group {} right now: retry later, or \
+            "{:#}; ElastiCache has no capacity for node type `{}` in the zones of subnet group {} right now: retry later, or \
              choose another `elasticache.node_type` in the settings",
+            sdk_error("CreateReplicationGroup", error),
             request.node_type,
             request.subnet_group
         );
@@ -119,8 +120,8 @@ pub async fn create_replication_group(client: &Client, request: &CreateRequest<'
     });
     if rejected_node_type {
         bail!(
-            "{:#}; node type `{}` is not offered for {ENGINE} {} in this region: choose one that is (`aws elasticache \
-             describe-reserved-cache-nodes-offerings --product-description {ENGINE}` lists them) and set \
+            "{:#}; node type `{}` is not offered for {ENGINE} {} in this region: choose one from the region's list at \
+             https://docs.aws.amazon.com/AmazonElastiCache/latest/dg/CacheNodes.SupportedTypes.html and set \
              `elasticache.node_type` in the settings",
             sdk_error("CreateReplicationGroup", error),
             request.node_type,
@@ -162,7 +163,7 @@ pub async fn wait_until_available(
             None => {
                 missing += 1;
                 if missing > NOT_FOUND_TOLERANCE {
-                    bail!("replication group {id} was created but DescribeReplicationGroups keeps answering that it does not exist; nothing was written. Rerun the command");
+                    bail!("replication group {id} was created but DescribeReplicationGroups keeps returning ReplicationGroupNotFoundFault; nothing was written. Rerun the command");
                 }
                 progress.set_state("not visible yet");
             }
