@@ -11,6 +11,7 @@ use xtask::generated;
 use xtask::project::Project;
 use xtask::record::{ElastiCacheRecord, Records};
 
+use crate::deploy_elasticache::Clients;
 use crate::deploy_redis::Prepared;
 use crate::destroy_redis::delete_security_group;
 use crate::ec2::readiness::Backoff;
@@ -28,14 +29,22 @@ const DELETION_TIMEOUT: Duration = Duration::from_secs(3600);
 // NOTE: an estimate; AWS documents no bound for this release.
 const RELEASE_TIMEOUT: Duration = Duration::from_secs(300);
 
+/// Runs the command: connects to the region of the record, then destroys.
 pub async fn run(project: &Project, prepared: &Prepared) -> anyhow::Result<()> {
-    let record_path = project.elasticache_record();
-    let Some(record) = ElastiCacheRecord::load(&record_path)? else {
-        eprintln!("nothing to destroy: {} does not exist", project.display_path(&record_path));
-        return regenerate_without_record(project, prepared);
+    let Some(record) = ElastiCacheRecord::load(&project.elasticache_record())? else {
+        return finish_without_record(project, prepared);
     };
     let connection = sdk::connect(Some(&record.region)).await?;
-    let client = &connection.elasticache;
+    let clients = Clients { ec2: connection.client, ssm: connection.ssm, elasticache: connection.elasticache };
+    destroy(&clients, project, prepared).await
+}
+
+/// Destroys with ready clients, which must talk to the region of the record.
+pub async fn destroy(clients: &Clients, project: &Project, prepared: &Prepared) -> anyhow::Result<()> {
+    let Some(record) = ElastiCacheRecord::load(&project.elasticache_record())? else {
+        return finish_without_record(project, prepared);
+    };
+    let client = &clients.elasticache;
 
     let id = &record.replication_group_id;
     if delete_replication_group(client, id).await? {
@@ -52,13 +61,19 @@ pub async fn run(project: &Project, prepared: &Prepared) -> anyhow::Result<()> {
         }
     }
     delete_subnet_group_when_released(client, &record.subnet_group_name).await?;
-    delete_security_group(&connection.client, &record.security_group_id, "").await?;
+    delete_security_group(&clients.ec2, &record.security_group_id, "").await?;
     regenerate_without_record(project, prepared)?;
     println!(
         "destroyed replication group {id}, user group {}, users {} and {}, cache subnet group {} and security group {}",
         record.user_group_id, record.app_user_id, record.default_user_id, record.subnet_group_name, record.security_group_id
     );
     Ok(())
+}
+
+fn finish_without_record(project: &Project, prepared: &Prepared) -> anyhow::Result<()> {
+    let record_path = project.elasticache_record();
+    eprintln!("nothing to destroy: {} does not exist", project.display_path(&record_path));
+    regenerate_without_record(project, prepared)
 }
 
 /// Deletes the user group, retrying while ElastiCache still reports it in use, then waits until

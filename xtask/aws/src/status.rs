@@ -23,7 +23,7 @@ use crate::markdown::Destination;
 use crate::certificate::{check_certificate, unix_seconds_now};
 use crate::sdk;
 
-mod elasticache;
+pub mod elasticache;
 
 /// Exit code for "the record and AWS disagree".
 pub const DRIFT_EXIT_CODE: u8 = 3;

@@ -6,7 +6,7 @@ use xtask::record::ElastiCacheRecord;
 use xtask::settings::Backend;
 
 use super::{Check, Report, group_ingress_check, password_check_with_fix};
-use crate::deploy_elasticache::replication_group_drift;
+use crate::deploy_elasticache::{Clients, replication_group_drift};
 use crate::deploy_redis::Prepared;
 use crate::elasticache::replication_group::find_replication_group;
 use crate::elasticache::users::{self, find_user, find_user_group};
@@ -20,14 +20,20 @@ pub async fn report(project: &Project, prepared: &Prepared) -> anyhow::Result<Re
         return Ok(Report::nothing_deployed(Backend::Elasticache, "generated/elasticache.yaml"));
     };
     let connection = sdk::connect(Some(&record.region)).await?;
-    let client = &connection.elasticache;
+    let clients = Clients { ec2: connection.client, ssm: connection.ssm, elasticache: connection.elasticache };
+    compare(&clients, prepared, &record).await
+}
 
-    let mut checks = replication_group_checks(client, prepared, &record).await?;
-    checks.push(app_user_check(client, &record).await?);
-    checks.push(user_group_check(client, &record).await?);
-    checks.push(group_ingress_check(&connection.client, prepared, &record.security_group_id).await?);
+/// Runs every comparison with ready clients. A missing resource makes its check fail without
+/// aborting the others.
+pub async fn compare(clients: &Clients, prepared: &Prepared, record: &ElastiCacheRecord) -> anyhow::Result<Report> {
+    let client = &clients.elasticache;
+    let mut checks = replication_group_checks(client, prepared, record).await?;
+    checks.push(app_user_check(client, record).await?);
+    checks.push(user_group_check(client, record).await?);
+    checks.push(group_ingress_check(&clients.ec2, prepared, &record.security_group_id).await?);
     let parameter = prepared.settings.redis_password_parameter.as_str();
-    let password = password_check_with_fix(&connection.ssm, parameter, &record.redis_password_sha256, "ElastiCache user", REDEPLOY);
+    let password = password_check_with_fix(&clients.ssm, parameter, &record.redis_password_sha256, "ElastiCache user", REDEPLOY);
     checks.push(password.await?);
 
     Ok(Report {
