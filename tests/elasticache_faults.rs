@@ -232,6 +232,7 @@ struct Account {
     create_user_group: Rule,
     describe_replication_group: Rule,
     create_replication_group: Rule,
+    describe_cache_clusters: Rule,
     modify_user_inputs: Captured<ModifyUserInput>,
     create_group_inputs: Captured<CreateReplicationGroupInput>,
     operations: OperationLog,
@@ -305,6 +306,7 @@ impl Account {
                     create_group_log.push(input.clone());
                     CreateReplicationGroupOutput::builder().replication_group(group_in("creating")).build()
                 }),
+            describe_cache_clusters: cache_clusters_rule("8.0.4"),
             modify_user_inputs,
             create_group_inputs,
             operations: OperationLog::default(),
@@ -379,6 +381,7 @@ impl Account {
             &self.create_user_group,
             &self.describe_replication_group,
             &self.create_replication_group,
+            &self.describe_cache_clusters,
         ];
         let elasticache = aws_sdk_elasticache::Config::builder()
             .behavior_version(BehaviorVersion::latest())
@@ -480,6 +483,19 @@ fn existing_user(id: &str, name: &str, access_string: &str) -> User {
         .build()
 }
 
+/// Answers DescribeCacheClusters with a member cluster that runs `engine_version`, the only place
+/// ElastiCache reports a replication group's version.
+fn cache_clusters_rule(engine_version: &'static str) -> Rule {
+    mock!(aws_sdk_elasticache::Client::describe_cache_clusters).then_compute_output(move |input| {
+        let cluster = aws_sdk_elasticache::types::CacheCluster::builder()
+            .cache_cluster_id(input.cache_cluster_id().unwrap_or_default())
+            .engine("valkey")
+            .engine_version(engine_version)
+            .build();
+        aws_sdk_elasticache::operation::describe_cache_clusters::DescribeCacheClustersOutput::builder().cache_clusters(cluster).build()
+    })
+}
+
 fn active_user_group() -> DescribeUserGroupsOutput {
     user_group_in("active")
 }
@@ -557,7 +573,8 @@ fn expected_record(password_sha256: &str) -> ElastiCacheRecord {
         subnet_group_name: CACHE_NAME.to_owned(),
         subnet_ids: vec![PRIVATE_SUBNET_ID.to_owned(), OTHER_SUBNET_ID.to_owned()],
         replication_group_id: CACHE_NAME.to_owned(),
-        engine_version: "8.0".to_owned(),
+        // The release the member cluster reports, not the `major.minor` the settings pin.
+        engine_version: "8.0.4".to_owned(),
         node_type: DEFAULT_NODE_TYPE.to_owned(),
         replicas: 1,
         user_group_id: CACHE_NAME.to_owned(),
@@ -918,6 +935,23 @@ async fn drifted_group_lists_each_fix() {
     assert_nothing_written(&workspace);
     account.operations.assert_only_lookups();
     assert_eq!(account.get_parameter.num_calls(), 0, "the password is not read before the drift check");
+}
+
+/// The replication group does not report its engine version, so the deploy asks its member
+/// cluster, and a release outside the pinned `major.minor` is drift with its upgrade command.
+#[tokio::test(start_paused = true)]
+async fn other_engine_version_is_drift() {
+    let workspace = Workspace::new();
+    let mut account = Account::deployed().with_existing_group(available_group());
+    account.describe_cache_clusters = cache_clusters_rule("7.2.4");
+
+    let error = run_deploy(&account, &workspace, &default_flags()).await.unwrap_err();
+
+    let message = format!("{error:#}");
+    assert!(message.contains("engine version is 7.2.4, the settings pin 8.0"), "{message}");
+    assert!(message.contains("--engine-version 8.0"), "gives the fix: {message}");
+    assert_nothing_written(&workspace);
+    account.operations.assert_only_lookups();
 }
 
 #[tokio::test(start_paused = true)]

@@ -96,6 +96,10 @@ pub async fn look_up(clients: &Clients, settings: &Settings) -> anyhow::Result<F
         users::find_user_group(client, name),
         replication_group::find_replication_group(client, name),
     )?;
+    let replication_group = match replication_group {
+        Some(group) => Some(replication_group::read_engine_version(client, group).await?),
+        None => None,
+    };
     if let Some(group) = &subnet_group
         && group.vpc_id != vpc.id
     {
@@ -131,6 +135,16 @@ pub fn replication_group_drift(group: &ReplicationGroup, settings: &Settings) ->
     let cache = &settings.elasticache;
     let id = &group.id;
     let mut drift = Vec::new();
+    if let Some(version) = &group.engine_version
+        && !same_minor_version(version, cache.engine_version.as_str())
+    {
+        drift.push(format!(
+            "engine version is {version}, the settings pin {}: upgrade it with `aws elasticache \
+             modify-replication-group --replication-group-id {id} --engine-version {} --apply-immediately`, or set \
+             `elasticache.engine_version` back",
+            cache.engine_version, cache.engine_version
+        ));
+    }
     if group.node_type != cache.node_type.as_str() {
         drift.push(format!(
             "node type is {}, the settings ask for {}: change it with `aws elasticache modify-replication-group \
@@ -171,6 +185,11 @@ pub fn replication_group_drift(group: &ReplicationGroup, settings: &Settings) ->
         ));
     }
     drift
+}
+
+/// Tells whether `actual` (such as `8.0.1`) is a release of the pinned `major.minor`.
+fn same_minor_version(actual: &str, pinned: &str) -> bool {
+    actual == pinned || actual.strip_prefix(pinned).is_some_and(|rest| rest.starts_with('.'))
 }
 
 /// Runs the command: connects, then deploys or prints the plan.
@@ -250,6 +269,7 @@ pub async fn deploy(
     ensure_replication_group(&clients.elasticache, settings, &found, &security_group_id).await?;
 
     let group = wait_interruptibly(&clients.elasticache, settings, deadline).await?;
+    let group = replication_group::read_engine_version(&clients.elasticache, group).await?;
     let (primary_endpoint, port) = group.primary_endpoint.clone().with_context(|| {
         format!("replication group {} is available but DescribeReplicationGroups returned no primary endpoint; rerun the command", group.id)
     })?;
@@ -261,7 +281,7 @@ pub async fn deploy(
         subnet_group_name: cache.name.as_str().to_owned(),
         subnet_ids: found.subnet_ids(),
         replication_group_id: group.id.clone(),
-        engine_version: cache.engine_version.as_str().to_owned(),
+        engine_version: group.engine_version.clone().unwrap_or_else(|| cache.engine_version.as_str().to_owned()),
         node_type: group.node_type.clone(),
         replicas: u32::try_from(group.replicas()).unwrap_or(u32::MAX),
         user_group_id: cache.name.as_str().to_owned(),
@@ -532,5 +552,19 @@ pub fn expected_record(prepared: &Prepared, region: &str, found: &Found) -> Elas
         port: endpoint.map_or(codegen::REDIS_PORT, |(_, port)| port),
         redis_password_parameter_arn: found.password.as_ref().map_or_else(created, |password| password.arn.clone()),
         redis_password_sha256: found.password.as_ref().map_or_else(created, |password| password.sha256.clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patch_releases_match_their_pinned_version() {
+        assert!(same_minor_version("8.0", "8.0"));
+        assert!(same_minor_version("8.0.1", "8.0"));
+        assert!(!same_minor_version("8.1.0", "8.0"));
+        assert!(!same_minor_version("8.01", "8.0"));
+        assert!(!same_minor_version("7.2.4", "8.0"));
     }
 }

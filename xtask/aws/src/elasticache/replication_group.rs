@@ -24,6 +24,9 @@ pub struct ReplicationGroup {
     pub user_group_ids: Vec<String>,
     /// Host and port of the primary endpoint, once ElastiCache has assigned it.
     pub primary_endpoint: Option<(String, u16)>,
+    /// The engine version of the primary's cluster, such as `8.0.1`, once
+    /// [`read_engine_version`] has asked for it.
+    pub engine_version: Option<String>,
 }
 
 impl ReplicationGroup {
@@ -75,7 +78,24 @@ pub async fn find_replication_group(client: &Client, id: &str) -> anyhow::Result
         at_rest_encryption: group.at_rest_encryption_enabled() == Some(true),
         user_group_ids: group.user_group_ids().to_vec(),
         primary_endpoint,
+        engine_version: None,
     }))
+}
+
+/// Fills in the engine version from the group's first member cluster. The replication group
+/// itself does not report it. A member that is not found leaves it unknown.
+pub async fn read_engine_version(client: &Client, mut group: ReplicationGroup) -> anyhow::Result<ReplicationGroup> {
+    let Some(member) = group.member_clusters.first() else {
+        return Ok(group);
+    };
+    let result = client.describe_cache_clusters().cache_cluster_id(member).send().await;
+    let output = match result {
+        Ok(output) => output,
+        Err(error) if error.as_service_error().is_some_and(|error| error.is_cache_cluster_not_found_fault()) => return Ok(group),
+        Err(error) => return Err(sdk_error("DescribeCacheClusters", error)),
+    };
+    group.engine_version = output.cache_clusters().first().and_then(|cluster| cluster.engine_version()).map(str::to_owned);
+    Ok(group)
 }
 
 /// Creates the group: Multi-AZ with automatic failover, TLS required, encrypted at rest, and

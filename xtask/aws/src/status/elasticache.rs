@@ -8,7 +8,7 @@ use xtask::settings::Backend;
 use super::{Check, Report, group_ingress_check, password_check_with_fix};
 use crate::deploy_elasticache::{Clients, replication_group_drift};
 use crate::deploy_redis::Prepared;
-use crate::elasticache::replication_group::find_replication_group;
+use crate::elasticache::replication_group::{find_replication_group, read_engine_version};
 use crate::elasticache::users::{self, find_user, find_user_group};
 use crate::sdk;
 
@@ -56,6 +56,7 @@ async fn replication_group_checks(
         let detail = format!("{id} not found in {}; {REDEPLOY} creates it again", record.region);
         return Ok(vec![Check { name: "replication_group", in_sync: false, detail }]);
     };
+    let group = read_engine_version(client, group).await?;
     let available = group.status == "available";
     let mut checks = vec![Check { name: "replication_group", in_sync: available, detail: format!("{id} is {}", group.status) }];
 
@@ -82,7 +83,15 @@ async fn app_user_check(client: &aws_sdk_elasticache::Client, record: &ElastiCac
             in_sync: false,
             detail: format!("user {id} has access `{}` instead of `{}`; {REDEPLOY} resets it", user.access_string, users::app_user_access()),
         },
-        Some(user) => Check { name: "app_user", in_sync: user.status == "active", detail: format!("user {id} is {}", user.status) },
+        Some(user) if user.status != "active" => Check {
+            name: "app_user",
+            in_sync: false,
+            detail: format!(
+                "user {id} is {}, not active: check again once ElastiCache finishes, and run {REDEPLOY} if the user is gone",
+                user.status
+            ),
+        },
+        Some(_) => Check { name: "app_user", in_sync: true, detail: format!("user {id} is active") },
     };
     Ok(check)
 }
