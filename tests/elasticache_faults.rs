@@ -483,8 +483,8 @@ fn existing_user(id: &str, name: &str, access_string: &str) -> User {
         .build()
 }
 
-/// Answers DescribeCacheClusters with a member cluster that runs `engine_version`, the only place
-/// ElastiCache reports a replication group's version.
+/// Returns a DescribeCacheClusters rule whose member cluster runs `engine_version`. A member
+/// cluster is the only place where ElastiCache reports a replication group's version.
 fn cache_clusters_rule(engine_version: &'static str) -> Rule {
     mock!(aws_sdk_elasticache::Client::describe_cache_clusters).then_compute_output(move |input| {
         let cluster = aws_sdk_elasticache::types::CacheCluster::builder()
@@ -937,8 +937,8 @@ async fn drifted_group_lists_each_fix() {
     assert_eq!(account.get_parameter.num_calls(), 0, "the password is not read before the drift check");
 }
 
-/// The replication group does not report its engine version, so the deploy asks its member
-/// cluster, and a release outside the pinned `major.minor` is drift with its upgrade command.
+/// The replication group does not report its engine version, so the deploy reads it from a member
+/// cluster. A release outside the pinned `major.minor` is drift, reported with its upgrade command.
 #[tokio::test(start_paused = true)]
 async fn other_engine_version_is_drift() {
     let workspace = Workspace::new();

@@ -120,7 +120,7 @@ fn plan_with_drift() {
     check_golden("plan-drift.md", &markdown);
 }
 
-/// What the ElastiCache deploy finds in an account where only the guide's network exists.
+/// Returns what the ElastiCache deploy finds in an account where only the guide's network exists.
 fn elasticache_found() -> xtask_aws::deploy_elasticache::Found {
     let subnet = |name: &str, id: &str, zone: &str| NamedSubnet {
         name: name.into(),

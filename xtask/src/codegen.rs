@@ -26,9 +26,9 @@ pub const CERTIFICATE_MARKER: &str = "openemr-redis-certificate";
 
 pub const REDIS_PORT: u16 = 6379;
 
-/// What the app servers' Redis user may do, on the instance and on ElastiCache alike: the
-/// commands the phpredis session handler sends, with and without its session locking, plus PING,
-/// on keys under phpredis's default prefix only.
+/// ACL rules of the app servers' Redis user, on the instance and on ElastiCache alike. They allow
+/// the commands the phpredis session handler sends, with and without its session locking, plus
+/// PING, on keys under phpredis's default prefix only.
 pub const SESSION_ACL_RULES: &str = "~PHPREDIS_SESSION:* -@all +get +setex +set +del +exists +expire +evalsha +eval +ping";
 
 /// Paths of the TLS key and certificate that the setup script creates on the instance.

@@ -87,7 +87,7 @@ pub struct DeployRedis {
     #[arg(long)]
     pub new_launch: bool,
     /// Maximum seconds to wait for the session store to become ready [default: 900 for the
-    /// instance, 3600 for ElastiCache, which takes 10 to 20 minutes to create a replication group].
+    /// instance, 3600 for ElastiCache, whose replication groups take many minutes to create].
     #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub timeout: Option<u64>,
 }

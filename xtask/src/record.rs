@@ -69,7 +69,7 @@ impl DeploymentRecord {
     }
 }
 
-/// Where the app servers find the session store, as the Elastic Beanstalk files name it.
+/// The address and credentials of the session store, as the Elastic Beanstalk files name them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SessionStore<'a> {
     /// An IP address (the instance) or a DNS name (ElastiCache's primary endpoint).

@@ -1,7 +1,7 @@
-//! `cargo xtask deploy-redis` with `backend: elasticache`: look up, create what is missing (a
-//! security group, a cache subnet group, two users, a user group, a replication group), wait
-//! until the group is `available`, then write its record and the files that point OpenEMR at
-//! its primary endpoint. Nothing is written before the group is available.
+//! `cargo xtask deploy-redis` with `backend: elasticache`. It looks up what exists and creates
+//! what is missing: a security group, a cache subnet group, two users, a user group and a
+//! replication group. Once the group is `available`, it writes its record and the files that
+//! point OpenEMR at its primary endpoint, and nothing is written before.
 
 use std::collections::BTreeSet;
 
@@ -11,7 +11,7 @@ use xtask::flags::DeployRedis;
 use xtask::generated::{self, GeneratedFile};
 use xtask::project::Project;
 use xtask::record::{ElastiCacheRecord, Records};
-use xtask::settings::{Backend, Settings};
+use xtask::settings::{Backend, ElastiCacheSettings, Settings};
 
 use crate::deploy_redis::Prepared;
 use crate::ec2::network::{SecurityGroup, Subnet, Vpc, find_app_security_group, find_subnet, find_vpc};
@@ -39,7 +39,7 @@ pub struct NamedSubnet {
     pub subnet: Subnet,
 }
 
-/// What already exists, found by read-only calls.
+/// The resources that already exist, found by read-only calls.
 #[derive(Debug, Clone)]
 pub struct Found {
     pub vpc: Vpc,
@@ -63,7 +63,7 @@ impl Found {
     }
 
     /// Returns the user ids the user group must hold, sorted.
-    fn wanted_user_ids(settings: &Settings) -> Vec<String> {
+    fn expected_user_ids(settings: &Settings) -> Vec<String> {
         let mut ids = vec![settings.elasticache.app_user_id(), settings.elasticache.default_user_id()];
         ids.sort();
         ids
@@ -129,10 +129,19 @@ fn check_zones(subnets: &[NamedSubnet]) -> anyhow::Result<()> {
 }
 
 /// Lists how an existing replication group differs from the settings, each with its fix. The
-/// deploy stops on any: these changes take minutes and some interrupt sessions, so they are left
-/// to the user.
+/// deploy stops on any difference, because these changes take minutes and some interrupt
+/// sessions, so the user applies them.
 pub fn replication_group_drift(group: &ReplicationGroup, settings: &Settings) -> Vec<String> {
     let cache = &settings.elasticache;
+    let mut drift = sizing_drift(group, cache);
+    drift.extend(protection_drift(group));
+    drift.extend(user_group_drift(group, cache));
+    drift
+}
+
+/// Lists differences in engine version, node type and replicas, which ElastiCache can change in
+/// place.
+fn sizing_drift(group: &ReplicationGroup, cache: &ElastiCacheSettings) -> Vec<String> {
     let id = &group.id;
     let mut drift = Vec::new();
     if let Some(version) = &group.engine_version
@@ -145,6 +154,7 @@ pub fn replication_group_drift(group: &ReplicationGroup, settings: &Settings) ->
             cache.engine_version, cache.engine_version
         ));
     }
+
     if group.node_type != cache.node_type.as_str() {
         drift.push(format!(
             "node type is {}, the settings ask for {}: change it with `aws elasticache modify-replication-group \
@@ -152,39 +162,52 @@ pub fn replication_group_drift(group: &ReplicationGroup, settings: &Settings) ->
             group.node_type, cache.node_type, cache.node_type
         ));
     }
-    let wanted = usize::try_from(cache.replicas.get()).unwrap_or(usize::MAX);
-    if group.replicas() != wanted {
+
+    let expected = usize::try_from(cache.replicas.get()).unwrap_or(usize::MAX);
+    if group.replicas() != expected {
         drift.push(format!(
-            "{} replica(s), the settings ask for {wanted}: change it with `aws elasticache increase-replica-count` or \
-             `decrease-replica-count --replication-group-id {id} --new-replica-count {wanted} --apply-immediately`, or \
+            "{} replica(s), the settings ask for {expected}: change it with `aws elasticache increase-replica-count` or \
+             `decrease-replica-count --replication-group-id {id} --new-replica-count {expected} --apply-immediately`, or \
              set `elasticache.replicas` back",
             group.replicas()
         ));
     }
-    let security = [
+    drift
+}
+
+/// Lists the protections that are off. deploy-redis turns each on at creation, so a group
+/// without one was made or changed by someone else.
+fn protection_drift(group: &ReplicationGroup) -> Vec<String> {
+    let protections = [
         (group.transit_encryption, "TLS in transit is off"),
         (group.at_rest_encryption, "encryption at rest is off"),
         (group.automatic_failover, "automatic failover is off"),
         (group.multi_az, "Multi-AZ is off"),
     ];
-    for (enabled, problem) in security {
-        if !enabled {
-            drift.push(format!(
-                "{problem}: this tool did not create {id} so, or it was changed; delete it with `cargo xtask destroy-redis \
+    protections
+        .into_iter()
+        .filter(|(enabled, _)| !enabled)
+        .map(|(_, problem)| {
+            format!(
+                "{problem}, although deploy-redis turns it on: delete the group with `cargo xtask destroy-redis \
                  --backend elasticache` and deploy again"
-            ));
-        }
+            )
+        })
+        .collect()
+}
+
+fn user_group_drift(group: &ReplicationGroup, cache: &ElastiCacheSettings) -> Option<String> {
+    if group.user_group_ids == [cache.name.as_str()] {
+        return None;
     }
-    if group.user_group_ids != [cache.name.as_str()] {
-        drift.push(format!(
-            "its user groups are [{}], not [{}]: the app user cannot log in; attach it with `aws elasticache \
-             modify-replication-group --replication-group-id {id} --user-group-ids-to-add {} --apply-immediately`",
-            group.user_group_ids.join(", "),
-            cache.name,
-            cache.name
-        ));
-    }
-    drift
+    Some(format!(
+        "its user groups are [{}], not [{}], so the app user cannot log in: attach it with `aws elasticache \
+         modify-replication-group --replication-group-id {} --user-group-ids-to-add {} --apply-immediately`",
+        group.user_group_ids.join(", "),
+        cache.name,
+        group.id,
+        cache.name
+    ))
 }
 
 /// Tells whether `actual` (such as `8.0.1`) is a release of the pinned `major.minor`.
@@ -298,23 +321,23 @@ pub async fn deploy(
 
 async fn ensure_subnet_group(client: &aws_sdk_elasticache::Client, settings: &Settings, found: &Found) -> anyhow::Result<()> {
     let name = settings.elasticache.name.as_str();
-    let wanted = found.subnet_ids();
+    let expected = found.subnet_ids();
     match &found.subnet_group {
         None => {
-            subnet_group::create_subnet_group(client, name, &wanted).await?;
-            eprintln!("created cache subnet group {name} over {}", wanted.join(", "));
+            subnet_group::create_subnet_group(client, name, &expected).await?;
+            eprintln!("created cache subnet group {name} over {}", expected.join(", "));
         }
-        Some(group) if group.subnet_ids != wanted => {
-            subnet_group::modify_subnet_group(client, name, &wanted).await?;
-            eprintln!("changed the subnets of cache subnet group {name} from {} to {}", group.subnet_ids.join(", "), wanted.join(", "));
+        Some(group) if group.subnet_ids != expected => {
+            subnet_group::modify_subnet_group(client, name, &expected).await?;
+            eprintln!("changed the subnets of cache subnet group {name} from {} to {}", group.subnet_ids.join(", "), expected.join(", "));
         }
         Some(_) => {}
     }
     Ok(())
 }
 
-/// Creates the users that are missing, and gives the app user the password from SSM when the
-/// record shows it has another one (after `rotate-redis-password`) or when no record tells.
+/// Creates the users that are missing. Gives the app user the password from SSM when the record
+/// shows another one (after `rotate-redis-password`), or when there is no record to compare with.
 async fn ensure_users(
     client: &aws_sdk_elasticache::Client,
     settings: &Settings,
@@ -355,14 +378,14 @@ async fn ensure_users(
 
 async fn ensure_user_group(client: &aws_sdk_elasticache::Client, settings: &Settings, found: &Found) -> anyhow::Result<()> {
     let id = settings.elasticache.name.as_str();
-    let wanted = Found::wanted_user_ids(settings);
+    let expected = Found::expected_user_ids(settings);
     let Some(group) = &found.user_group else {
-        users::create_user_group(client, id, &wanted).await?;
-        eprintln!("created user group {id} with users {}", wanted.join(", "));
+        users::create_user_group(client, id, &expected).await?;
+        eprintln!("created user group {id} with users {}", expected.join(", "));
         return Ok(());
     };
-    let add: Vec<String> = wanted.iter().filter(|user| !group.user_ids.contains(user)).cloned().collect();
-    let remove: Vec<String> = group.user_ids.iter().filter(|user| !wanted.contains(user)).cloned().collect();
+    let add: Vec<String> = expected.iter().filter(|user| !group.user_ids.contains(user)).cloned().collect();
+    let remove: Vec<String> = group.user_ids.iter().filter(|user| !expected.contains(user)).cloned().collect();
     if !add.is_empty() || !remove.is_empty() {
         users::modify_user_group(client, id, &add, &remove).await?;
         eprintln!("changed the users of user group {id}: added [{}], removed [{}]", add.join(", "), remove.join(", "));
@@ -370,8 +393,8 @@ async fn ensure_user_group(client: &aws_sdk_elasticache::Client, settings: &Sett
     Ok(())
 }
 
-/// Waits until the user group is `active`: ElastiCache rejects a replication group whose user
-/// group is still `creating` or `modifying`.
+/// Waits until the user group is `active`, because ElastiCache rejects a replication group whose
+/// user group is still `creating` or `modifying`.
 async fn wait_for_user_group(client: &aws_sdk_elasticache::Client, id: &str, deadline: tokio::time::Instant) -> anyhow::Result<()> {
     let mut progress = Progress::start(&format!("user group {id}"));
     let outcome = tokio::select! {
@@ -512,10 +535,10 @@ pub fn plan_rows(prepared: &Prepared, found: &Found) -> Vec<PlanRow> {
     ));
     let user_group_action = match &found.user_group {
         None => Action::Create,
-        Some(group) if group.user_ids != Found::wanted_user_ids(settings) => Action::Repair,
+        Some(group) if group.user_ids != Found::expected_user_ids(settings) => Action::Repair,
         Some(_) => Action::Reuse,
     };
-    rows.push(row("user group", name.to_owned(), user_group_action, Found::wanted_user_ids(settings).join(", ")));
+    rows.push(row("user group", name.to_owned(), user_group_action, Found::expected_user_ids(settings).join(", ")));
     let detail = format!(
         "valkey {}, {} with {} replica(s), Multi-AZ, automatic failover, TLS, encrypted at rest",
         cache.engine_version,

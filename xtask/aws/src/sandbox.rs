@@ -234,8 +234,8 @@ fn write_sandbox_settings(settings: &Settings, directory: &Utf8Path) -> anyhow::
     sandbox_settings.region = Some(SANDBOX_REGION.to_owned().try_into().map_err(anyhow::Error::msg)?);
     sandbox_settings.readiness = Readiness::StatusChecks;
     if settings.backend == Backend::Elasticache {
-        // NOTE: moto 5.2.1 answers no ElastiCache user-group call, and the backend cannot log in
-        // without one; tests/elasticache_moto.rs covers it with those calls mocked.
+        // NOTE: moto 5.2.1 implements no ElastiCache user-group call, and the backend cannot log
+        // in without a user group. tests/elasticache_moto.rs mocks those calls instead.
         eprintln!(
             "note: the sandbox deploys `backend: instance`, since its emulator (moto 5.2.1) has no ElastiCache user \
              groups, which `backend: elasticache` needs"

@@ -96,7 +96,7 @@ mod tests {
     }
 
     #[test]
-    fn session_store_is_the_primary_endpoint_with_a_public_certificate() {
+    fn session_store_uses_primary_endpoint() {
         let record = sample();
         let store = record.session_store();
 

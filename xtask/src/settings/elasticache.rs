@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::TagValue;
 
-/// Which session store `deploy-redis` deploys and `REDIS_IP` points at.
+/// The session store that `deploy-redis` deploys and `REDIS_IP` points at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Backend {

@@ -256,7 +256,7 @@ fn maxmemory_has_an_upper_bound() {
 }
 
 #[test]
-fn backend_defaults_to_the_instance_and_elasticache_takes_defaults() {
+fn backend_and_elasticache_take_defaults() {
     let settings = parse(MINIMAL).unwrap();
 
     assert_eq!(settings.backend, Backend::Instance);

@@ -13,7 +13,7 @@ use crate::ec2::{MANAGED_BY_KEY, MANAGED_BY_VALUE};
 /// same protocol, which is all phpredis needs.
 pub const ENGINE: &str = "valkey";
 
-/// The tags every resource this backend creates carries: its name and who manages it.
+/// Returns the tags of every resource this backend creates: its name and who manages it.
 pub fn tags(name: &str) -> Vec<Tag> {
     vec![
         Tag::builder().key("Name").value(name).build(),

@@ -10,7 +10,7 @@ use crate::ec2::readiness::Backoff;
 use crate::ec2::sdk_error;
 use crate::progress::Progress;
 
-/// What the deploy and `status` compare of a replication group.
+/// A replication group as the deploy and `status` compare it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReplicationGroup {
     pub id: String,
@@ -24,8 +24,8 @@ pub struct ReplicationGroup {
     pub user_group_ids: Vec<String>,
     /// Host and port of the primary endpoint, once ElastiCache has assigned it.
     pub primary_endpoint: Option<(String, u16)>,
-    /// The engine version of the primary's cluster, such as `8.0.1`, once
-    /// [`read_engine_version`] has asked for it.
+    /// The engine version of the primary's cluster, such as `8.0.1`. It is `None` until
+    /// [`read_engine_version`] fills it in.
     pub engine_version: Option<String>,
 }
 
@@ -36,7 +36,7 @@ impl ReplicationGroup {
     }
 }
 
-/// What a new replication group gets.
+/// The settings of a new replication group.
 #[derive(Debug, Clone)]
 pub struct CreateRequest<'a> {
     pub id: &'a str,

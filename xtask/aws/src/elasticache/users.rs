@@ -111,7 +111,7 @@ fn password_mode(password: &Password) -> AuthenticationMode {
         .build()
 }
 
-/// A service message could quote the request, so the password is taken out of it.
+/// Replaces the password in an error, since a service message could quote the request.
 fn hide_password(error: anyhow::Error, password: &Password) -> anyhow::Error {
     anyhow::anyhow!("{}", format!("{error:#}").replace(password.expose(), "(hidden)"))
 }

@@ -98,14 +98,14 @@ async fn app_user_check(client: &aws_sdk_elasticache::Client, record: &ElastiCac
 
 async fn user_group_check(client: &aws_sdk_elasticache::Client, record: &ElastiCacheRecord) -> anyhow::Result<Check> {
     let id = &record.user_group_id;
-    let mut wanted = vec![record.app_user_id.clone(), record.default_user_id.clone()];
-    wanted.sort();
+    let mut expected = vec![record.app_user_id.clone(), record.default_user_id.clone()];
+    expected.sort();
     let check = match find_user_group(client, id).await? {
         None => Check { name: "user_group", in_sync: false, detail: format!("user group {id} not found; {REDEPLOY} creates it again") },
-        Some(group) if group.user_ids != wanted => Check {
+        Some(group) if group.user_ids != expected => Check {
             name: "user_group",
             in_sync: false,
-            detail: format!("user group {id} holds [{}] instead of [{}]; {REDEPLOY} repairs it", group.user_ids.join(", "), wanted.join(", ")),
+            detail: format!("user group {id} holds [{}] instead of [{}]; {REDEPLOY} repairs it", group.user_ids.join(", "), expected.join(", ")),
         },
         Some(group) => Check { name: "user_group", in_sync: true, detail: format!("user group {id} holds {}", group.user_ids.join(", ")) },
     };
