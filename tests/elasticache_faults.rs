@@ -74,6 +74,23 @@ const MAX_ATTEMPTS: u32 = 4;
 /// and 5.0625 s), which is 13.1875 s in all.
 const FIVE_POLL_DELAYS: Duration = Duration::from_micros(13_187_500);
 
+/// Builds the config of an SDK client whose requests `rules` answer and `log` records, with a
+/// region, fake static credentials and retries. The SDKs share these types but not their config
+/// builders, hence a macro.
+macro_rules! mocked_config {
+    ($sdk:ident, $rules:expr, $log:expr) => {
+        $sdk::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(REGION))
+            .credentials_provider(fake_credentials())
+            .http_client(create_mock_http_client())
+            .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS))
+            .interceptor(mock_interceptor($rules))
+            .interceptor($log.clone())
+            .build()
+    };
+}
+
 /// A settings file selecting the ElastiCache backend and an empty output root, both in a
 /// temporary directory, so any file in the output root was written by the deploy.
 struct Workspace {
@@ -350,25 +367,9 @@ impl Account {
             &self.create_security_group,
             &self.authorize_ingress,
         ];
-        let ec2 = aws_sdk_ec2::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new(REGION))
-            .credentials_provider(fake_credentials())
-            .http_client(create_mock_http_client())
-            .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS))
-            .interceptor(mock_interceptor(&ec2_rules))
-            .interceptor(self.operations.clone())
-            .build();
+        let ec2 = mocked_config!(aws_sdk_ec2, &ec2_rules, &self.operations);
 
-        let ssm = aws_sdk_ssm::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new(REGION))
-            .credentials_provider(fake_credentials())
-            .http_client(create_mock_http_client())
-            .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS))
-            .interceptor(mock_interceptor(&[&self.get_parameter]))
-            .interceptor(self.operations.clone())
-            .build();
+        let ssm = mocked_config!(aws_sdk_ssm, &[&self.get_parameter], &self.operations);
 
         let elasticache_rules = [
             &self.describe_subnet_group,
@@ -383,15 +384,7 @@ impl Account {
             &self.create_replication_group,
             &self.describe_cache_clusters,
         ];
-        let elasticache = aws_sdk_elasticache::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new(REGION))
-            .credentials_provider(fake_credentials())
-            .http_client(create_mock_http_client())
-            .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS))
-            .interceptor(mock_interceptor(&elasticache_rules))
-            .interceptor(self.operations.clone())
-            .build();
+        let elasticache = mocked_config!(aws_sdk_elasticache, &elasticache_rules, &self.operations);
 
         Clients {
             ec2: aws_sdk_ec2::Client::from_conf(ec2),
