@@ -22,6 +22,7 @@ use aws_sdk_elasticache::operation::describe_user_groups::DescribeUserGroupsOutp
 use aws_sdk_elasticache::operation::describe_users::DescribeUsersOutput;
 use aws_sdk_elasticache::operation::modify_user::{ModifyUserInput, ModifyUserOutput};
 use aws_sdk_elasticache::types::{
+    Authentication, AuthenticationType,
     AutomaticFailoverStatus, CacheSubnetGroup, Endpoint, InputAuthenticationType, MultiAzStatus, NodeGroup,
     ReplicationGroup, User, UserGroup,
 };
@@ -465,13 +466,17 @@ fn app_access() -> String {
     format!("on {SESSION_ACL_RULES}")
 }
 
+/// Returns a user of the deploy's user group. The `default` user needs no password, as the deploy
+/// creates it, and every other user has one.
 fn existing_user(id: &str, name: &str, access_string: &str) -> User {
+    let kind = if name == "default" { AuthenticationType::NoPassword } else { AuthenticationType::Password };
     User::builder()
         .user_id(id)
         .user_name(name)
         .status("active")
         .engine("valkey")
         .access_string(access_string)
+        .authentication(Authentication::builder().r#type(kind).build())
         .user_group_ids(CACHE_NAME)
         .build()
 }
@@ -915,7 +920,7 @@ async fn drifted_group_lists_each_fix() {
     let error = run_deploy(&account, &workspace, &default_flags()).await.unwrap_err();
 
     let message = format!("{error:#}");
-    let heading = format!("replication group {CACHE_NAME} differs from the settings; nothing was changed");
+    let heading = format!("replication group {CACHE_NAME} cannot be deployed as the settings ask; nothing was changed");
     assert!(message.starts_with(&heading), "{message}");
     let problems: Vec<&str> = message.lines().filter(|line| line.starts_with("  - ")).collect();
     assert_eq!(problems.len(), 3, "one line per difference: {message}");

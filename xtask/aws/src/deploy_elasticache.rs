@@ -11,7 +11,7 @@ use xtask::flags::DeployRedis;
 use xtask::generated::{self, GeneratedFile};
 use xtask::project::Project;
 use xtask::record::{ElastiCacheRecord, Records};
-use xtask::settings::{Backend, ElastiCacheSettings, Settings};
+use xtask::settings::{Backend, Settings};
 
 use crate::deploy_redis::Prepared;
 use crate::ec2::network::{SecurityGroup, Subnet, Vpc, find_app_security_group, find_subnet, find_vpc};
@@ -24,6 +24,10 @@ use crate::plan::{self, Action, PlanReport, PlanRow};
 use crate::progress::Progress;
 use crate::signal::interrupted;
 use crate::ssm::{self, PasswordParameter};
+
+mod checks;
+
+pub use checks::{conflicts, replication_group_drift};
 
 /// The clients an ElastiCache deploy talks to.
 pub struct Clients {
@@ -128,93 +132,6 @@ fn check_zones(subnets: &[NamedSubnet]) -> anyhow::Result<()> {
     )
 }
 
-/// Lists how an existing replication group differs from the settings, each with its fix. The
-/// deploy stops on any difference, because these changes take minutes and some interrupt
-/// sessions, so the user applies them.
-pub fn replication_group_drift(group: &ReplicationGroup, settings: &Settings) -> Vec<String> {
-    let cache = &settings.elasticache;
-    let mut drift = sizing_drift(group, cache);
-    drift.extend(protection_drift(group));
-    drift.extend(user_group_drift(group, cache));
-    drift
-}
-
-/// Lists differences in engine version, node type and replicas, which ElastiCache can change in
-/// place.
-fn sizing_drift(group: &ReplicationGroup, cache: &ElastiCacheSettings) -> Vec<String> {
-    let id = &group.id;
-    let mut drift = Vec::new();
-    if let Some(version) = &group.engine_version
-        && !same_minor_version(version, cache.engine_version.as_str())
-    {
-        drift.push(format!(
-            "engine version is {version}, the settings pin {}: upgrade it with `aws elasticache \
-             modify-replication-group --replication-group-id {id} --engine-version {} --apply-immediately`, or set \
-             `elasticache.engine_version` back",
-            cache.engine_version, cache.engine_version
-        ));
-    }
-
-    if group.node_type != cache.node_type.as_str() {
-        drift.push(format!(
-            "node type is {}, the settings ask for {}: change it with `aws elasticache modify-replication-group \
-             --replication-group-id {id} --cache-node-type {} --apply-immediately`, or set `elasticache.node_type` back",
-            group.node_type, cache.node_type, cache.node_type
-        ));
-    }
-
-    let expected = usize::try_from(cache.replicas.get()).unwrap_or(usize::MAX);
-    if group.replicas() != expected {
-        drift.push(format!(
-            "{} replica(s), the settings ask for {expected}: change it with `aws elasticache increase-replica-count` or \
-             `decrease-replica-count --replication-group-id {id} --new-replica-count {expected} --apply-immediately`, or \
-             set `elasticache.replicas` back",
-            group.replicas()
-        ));
-    }
-    drift
-}
-
-/// Lists the protections that are off. deploy-redis turns each on at creation, so a group
-/// without one was made or changed by someone else.
-fn protection_drift(group: &ReplicationGroup) -> Vec<String> {
-    let protections = [
-        (group.transit_encryption, "TLS in transit is off"),
-        (group.at_rest_encryption, "encryption at rest is off"),
-        (group.automatic_failover, "automatic failover is off"),
-        (group.multi_az, "Multi-AZ is off"),
-    ];
-    protections
-        .into_iter()
-        .filter(|(enabled, _)| !enabled)
-        .map(|(_, problem)| {
-            format!(
-                "{problem}, although deploy-redis turns it on: delete the group with `cargo xtask destroy-redis \
-                 --backend elasticache` and deploy again"
-            )
-        })
-        .collect()
-}
-
-fn user_group_drift(group: &ReplicationGroup, cache: &ElastiCacheSettings) -> Option<String> {
-    if group.user_group_ids == [cache.name.as_str()] {
-        return None;
-    }
-    Some(format!(
-        "its user groups are [{}], not [{}], so the app user cannot log in: attach it with `aws elasticache \
-         modify-replication-group --replication-group-id {} --user-group-ids-to-add {} --apply-immediately`",
-        group.user_group_ids.join(", "),
-        cache.name,
-        group.id,
-        cache.name
-    ))
-}
-
-/// Tells whether `actual` (such as `8.0.1`) is a release of the pinned `major.minor`.
-fn same_minor_version(actual: &str, pinned: &str) -> bool {
-    actual == pinned || actual.strip_prefix(pinned).is_some_and(|rest| rest.starts_with('.'))
-}
-
 /// Runs the command: connects, then deploys or prints the plan.
 pub async fn run(project: &Project, prepared: &Prepared, flags: &DeployRedis) -> anyhow::Result<()> {
     let connection = crate::sdk::connect(prepared.settings.region.as_ref().map(|region| region.as_str())).await?;
@@ -247,22 +164,26 @@ pub async fn deploy(
     let settings = &prepared.settings;
     let mut found = look_up(clients, settings).await?;
     let parameter_name = settings.redis_password_parameter.as_str();
-    let drift = found.replication_group.as_ref().map(|group| replication_group_drift(group, settings)).unwrap_or_default();
+    let recorded = Records::load(project)?.elasticache;
+    let mut problems = conflicts(&found, settings, recorded.as_ref(), region);
+    if let Some(group) = &found.replication_group {
+        problems.extend(replication_group_drift(group, settings));
+    }
 
     if flags.dry_run {
         found.password = ssm::find_password(&clients.ssm, parameter_name).await?;
-        let report = plan_report(project, prepared, region, &found, drift)?;
+        let report = plan_report(project, prepared, region, &found, problems)?;
         print!("{}", plan::render_text(&report));
         if let Some(requested) = &flags.markdown {
             Destination::from_environment(requested.as_deref()).write(&plan::render_markdown(&report))?;
         }
         return Ok(None);
     }
-    if !drift.is_empty() {
+    if !problems.is_empty() {
         bail!(
-            "replication group {} differs from the settings; nothing was changed:\n  - {}",
+            "replication group {} cannot be deployed as the settings ask; nothing was changed:\n  - {}",
             settings.elasticache.name,
-            drift.join("\n  - ")
+            problems.join("\n  - ")
         );
     }
 
@@ -283,7 +204,6 @@ pub async fn deploy(
     )
     .await?;
     ensure_subnet_group(&clients.elasticache, settings, &found).await?;
-    let recorded = Records::load(project)?.elasticache;
     ensure_users(&clients.elasticache, settings, &found, &secret, &password, recorded.as_ref()).await?;
     ensure_user_group(&clients.elasticache, settings, &found).await?;
     // One limit covers both waits, so that `--timeout` bounds the whole deploy.
@@ -348,9 +268,27 @@ async fn ensure_users(
 ) -> anyhow::Result<()> {
     let cache = &settings.elasticache;
     let default_user_id = cache.default_user_id();
-    if found.default_user.is_none() {
-        users::create_default_user(client, &default_user_id).await?;
-        eprintln!("created user {default_user_id} (user name `default`, switched off)");
+    match &found.default_user {
+        None => {
+            users::create_default_user(client, &default_user_id).await?;
+            eprintln!("created user {default_user_id} (user name `default`, switched off)");
+        }
+        // A `default` user that is on would let any client in without a password.
+        Some(user) if !user.is_disabled_default() => {
+            if user.name != "default" {
+                bail!(
+                    "user {default_user_id} has user name `{}`, not `default`, and ElastiCache cannot rename a user: \
+                     delete it with `aws elasticache delete-user --user-id {default_user_id}` and deploy again",
+                    user.name
+                );
+            }
+            users::disable_default_user(client, &default_user_id).await?;
+            eprintln!(
+                "switched user {default_user_id} off again (it had access `{}` and authentication `{}`)",
+                user.access_string, user.authentication
+            );
+        }
+        Some(_) => {}
     }
 
     let app_user_id = cache.app_user_id();
@@ -360,14 +298,6 @@ async fn ensure_users(
         eprintln!("created user {app_user_id} (user name `{user_name}`, password from SSM parameter {})", password.name);
         return Ok(());
     };
-    if user.name != user_name {
-        bail!(
-            "ElastiCache user {app_user_id} has user name `{}`, the settings ask for `{user_name}`; ElastiCache cannot rename \
-             a user: delete it with `aws elasticache delete-user --user-id {app_user_id}` and deploy again, or set \
-             `redis_user` back",
-            user.name
-        );
-    }
     let password_known = recorded.is_some_and(|record| record.redis_password_sha256 == password.sha256);
     if !password_known || user.access_string != users::app_user_access() {
         users::modify_app_user(client, &app_user_id, secret).await?;
@@ -480,12 +410,13 @@ fn output_files(project: &Project, prepared: &Prepared, record: &ElastiCacheReco
 }
 
 /// Builds the dry run's plan, with the diff of every generated file the deploy would write.
-pub fn plan_report(project: &Project, prepared: &Prepared, region: &str, found: &Found, drift: Vec<String>) -> anyhow::Result<PlanReport> {
+/// `problems` are the conflicts and drift that would stop the deploy; they become warnings.
+pub fn plan_report(project: &Project, prepared: &Prepared, region: &str, found: &Found, problems: Vec<String>) -> anyhow::Result<PlanReport> {
     let rows = plan_rows(prepared, found);
     let record = expected_record(prepared, region, found);
     let files = output_files(project, prepared, &record)?;
     let diffs = generated::find_stale(&files, project.root())?;
-    let warnings = drift
+    let warnings = problems
         .into_iter()
         .map(|problem| format!("replication group {}: {problem}; a deploy stops here", prepared.settings.elasticache.name))
         .collect();
@@ -521,12 +452,12 @@ pub fn plan_rows(prepared: &Prepared, found: &Found) -> Vec<PlanRow> {
         Some(_) => Action::Reuse,
     };
     rows.push(row("cache subnet group", name.to_owned(), subnet_action, found.subnet_ids().join(", ")));
-    rows.push(row(
-        "user",
-        cache.default_user_id(),
-        create_or_reuse(found.default_user.is_some()),
-        "user name `default`, switched off".to_owned(),
-    ));
+    let default_user_action = match &found.default_user {
+        None => Action::Create,
+        Some(user) if !user.is_disabled_default() => Action::Repair,
+        Some(_) => Action::Reuse,
+    };
+    rows.push(row("user", cache.default_user_id(), default_user_action, "user name `default`, switched off".to_owned()));
     rows.push(row(
         "user",
         cache.app_user_id(),
@@ -575,19 +506,5 @@ pub fn expected_record(prepared: &Prepared, region: &str, found: &Found) -> Elas
         port: endpoint.map_or(codegen::REDIS_PORT, |(_, port)| port),
         redis_password_parameter_arn: found.password.as_ref().map_or_else(created, |password| password.arn.clone()),
         redis_password_sha256: found.password.as_ref().map_or_else(created, |password| password.sha256.clone()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn patch_releases_match_their_pinned_version() {
-        assert!(same_minor_version("8.0", "8.0"));
-        assert!(same_minor_version("8.0.1", "8.0"));
-        assert!(!same_minor_version("8.1.0", "8.0"));
-        assert!(!same_minor_version("8.01", "8.0"));
-        assert!(!same_minor_version("7.2.4", "8.0"));
     }
 }

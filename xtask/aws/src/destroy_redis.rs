@@ -36,14 +36,15 @@ pub async fn run(project: &Project, settings_path: &Utf8Path, flags: &DestroyRed
     }
     let record_path = project.deployment_record();
     let Some(record) = DeploymentRecord::load(&record_path)? else {
+        // The generated files stay as they are: they may point at the other backend.
         eprintln!("nothing to destroy: {} does not exist", project.display_path(&record_path));
-        return regenerate_without_record(project, &prepared);
+        return Ok(());
     };
     let connection = sdk::connect(Some(&record.region)).await?;
     let client = &connection.client;
 
     terminate_recorded_instance(client, &record.instance_id, flags.disable_termination_protection).await?;
-    delete_security_group(client, &record.security_group_id, &record.instance_id).await?;
+    delete_security_group(client, &record.security_group_id, Some(&record.instance_id)).await?;
     regenerate_without_record(project, &prepared)?;
     println!("destroyed instance {} and security group {}", record.instance_id, record.security_group_id);
     Ok(())
@@ -111,8 +112,10 @@ async fn wait_until_terminated(client: &Client, instance_id: &str) -> anyhow::Re
 }
 
 /// Deletes the group if this tool created it and no network interface of a live instance uses
-/// it any more. `destroyed_instance_id` is the instance terminated just before.
-pub(crate) async fn delete_security_group(client: &Client, group_id: &str, destroyed_instance_id: &str) -> anyhow::Result<()> {
+/// it any more. `destroyed_instance_id` is the instance terminated just before. ElastiCache passes
+/// `None`: its nodes' interfaces belong to no instance and go away on their own, so only the
+/// retries on `DependencyViolation` wait for them.
+pub(crate) async fn delete_security_group(client: &Client, group_id: &str, destroyed_instance_id: Option<&str>) -> anyhow::Result<()> {
     let output = client
         .describe_security_groups()
         .filters(filter("group-id", group_id))
@@ -128,7 +131,10 @@ pub(crate) async fn delete_security_group(client: &Client, group_id: &str, destr
         return Ok(());
     }
 
-    let users = interfaces_in_use(client, group_id, destroyed_instance_id).await?;
+    let users = match destroyed_instance_id {
+        Some(instance_id) => interfaces_in_use(client, group_id, instance_id).await?,
+        None => Vec::new(),
+    };
     if !users.is_empty() {
         bail!(
             "security group {group_id} is still used by {}: detach it from them, then rerun `cargo xtask destroy-redis`",

@@ -21,7 +21,22 @@ pub struct User {
     pub name: String,
     pub status: String,
     pub access_string: String,
+    /// `password`, `no-password` or `iam`, as ElastiCache reports the authentication type.
+    pub authentication: String,
     pub user_group_ids: Vec<String>,
+}
+
+impl User {
+    /// Tells whether the user is the switched-off `default` user that this tool creates.
+    pub fn is_disabled_default(&self) -> bool {
+        self.name == "default" && self.access_string == DEFAULT_USER_ACCESS && self.authentication == "no-password"
+    }
+
+    /// Returns the user groups the user belongs to other than `own`, which mean that someone
+    /// else uses it.
+    pub fn other_groups(&self, own: &str) -> Vec<String> {
+        self.user_group_ids.iter().filter(|group| *group != own).cloned().collect()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +68,11 @@ pub async fn find_user(client: &Client, id: &str) -> anyhow::Result<Option<User>
         name: user.user_name().unwrap_or_default().to_owned(),
         status: user.status().unwrap_or_default().to_owned(),
         access_string: user.access_string().unwrap_or_default().to_owned(),
+        authentication: user
+            .authentication()
+            .and_then(|authentication| authentication.r#type())
+            .map(|kind| kind.as_str().to_owned())
+            .unwrap_or_default(),
         user_group_ids: user.user_group_ids().to_vec(),
     }))
 }
@@ -100,6 +120,19 @@ pub async fn modify_app_user(client: &Client, id: &str, password: &Password) -> 
         .send()
         .await;
     result.map_err(|error| hide_password(sdk_error("ModifyUser", error), password))?;
+    Ok(())
+}
+
+/// Switches the `default` user off again and removes its passwords, after someone changed it.
+pub async fn disable_default_user(client: &Client, id: &str) -> anyhow::Result<()> {
+    client
+        .modify_user()
+        .user_id(id)
+        .access_string(DEFAULT_USER_ACCESS)
+        .no_password_required(true)
+        .send()
+        .await
+        .map_err(|error| sdk_error("ModifyUser", error))?;
     Ok(())
 }
 

@@ -29,7 +29,8 @@ pub async fn report(project: &Project, prepared: &Prepared) -> anyhow::Result<Re
 pub async fn compare(clients: &Clients, prepared: &Prepared, record: &ElastiCacheRecord) -> anyhow::Result<Report> {
     let client = &clients.elasticache;
     let mut checks = replication_group_checks(client, prepared, record).await?;
-    checks.push(app_user_check(client, record).await?);
+    checks.push(app_user_check(client, record, prepared.settings.redis_user.as_str()).await?);
+    checks.push(default_user_check(client, record).await?);
     checks.push(user_group_check(client, record).await?);
     checks.push(group_ingress_check(&clients.ec2, prepared, &record.security_group_id).await?);
     let parameter = prepared.settings.redis_password_parameter.as_str();
@@ -74,10 +75,21 @@ async fn replication_group_checks(
     Ok(checks)
 }
 
-async fn app_user_check(client: &aws_sdk_elasticache::Client, record: &ElastiCacheRecord) -> anyhow::Result<Check> {
+/// Checks the user the app servers log in as, including that its user name is the `REDIS_USER`
+/// that codegen writes from the settings.
+async fn app_user_check(client: &aws_sdk_elasticache::Client, record: &ElastiCacheRecord, redis_user: &str) -> anyhow::Result<Check> {
     let id = &record.app_user_id;
     let check = match find_user(client, id).await? {
         None => Check { name: "app_user", in_sync: false, detail: format!("user {id} not found; {REDEPLOY} creates it again") },
+        Some(user) if user.name != redis_user => Check {
+            name: "app_user",
+            in_sync: false,
+            detail: format!(
+                "user {id} has user name `{}`, but the settings (and so REDIS_USER) say `{redis_user}`, so the app \
+                 servers cannot log in: set `redis_user` back, since ElastiCache cannot rename a user",
+                user.name
+            ),
+        },
         Some(user) if user.access_string != users::app_user_access() => Check {
             name: "app_user",
             in_sync: false,
@@ -92,6 +104,34 @@ async fn app_user_check(client: &aws_sdk_elasticache::Client, record: &ElastiCac
             ),
         },
         Some(_) => Check { name: "app_user", in_sync: true, detail: format!("user {id} is active") },
+    };
+    Ok(check)
+}
+
+/// Checks that the `default` user is still switched off: a `default` user that is on lets any
+/// client in without the app user's password.
+async fn default_user_check(client: &aws_sdk_elasticache::Client, record: &ElastiCacheRecord) -> anyhow::Result<Check> {
+    let id = &record.default_user_id;
+    let check = match find_user(client, id).await? {
+        None => Check { name: "default_user", in_sync: false, detail: format!("user {id} not found; {REDEPLOY} creates it again") },
+        Some(user) if !user.is_disabled_default() => Check {
+            name: "default_user",
+            in_sync: false,
+            detail: format!(
+                "user {id} (user name `{}`) has access `{}` and authentication `{}` instead of `{}` without a password; \
+                 {REDEPLOY} switches it off",
+                user.name,
+                user.access_string,
+                user.authentication,
+                users::DEFAULT_USER_ACCESS
+            ),
+        },
+        Some(user) if user.status != "active" => Check {
+            name: "default_user",
+            in_sync: false,
+            detail: format!("user {id} is {}, not active: check again once ElastiCache finishes", user.status),
+        },
+        Some(_) => Check { name: "default_user", in_sync: true, detail: format!("user {id} is `default`, switched off") },
     };
     Ok(check)
 }
