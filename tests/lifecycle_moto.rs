@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_ec2::types::{AttributeBooleanValue, InstanceAttributeName, InstanceStateName, IpPermission, IpRange};
 use emulator::{Emulator, TEST_SETTINGS, describe, snapshot};
+use xtask::project::Project;
 use xtask_aws::status::DRIFT_EXIT_CODE;
 
 /// How long an interrupted deploy may take to exit before the test fails.
@@ -498,8 +499,30 @@ async fn destroy_without_record_succeeds() {
     assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
     assert!(stderr_text(&output).contains("nothing to destroy"), "{}", describe(&output));
     assert!(!emulator.output_file("generated/deployment.yaml").exists(), "no record appears");
-    let options = emulator.read_output("openemr/.ebextensions/00-options.config");
-    assert!(options.contains("REDIS_IP: \"\""), "REDIS_IP is empty:\n{options}");
+    // With nothing destroyed, the generated files stay as they were, since they may point at the
+    // other backend; here there were none.
+    assert!(!emulator.output_file("openemr/.ebextensions/00-options.config").exists(), "no file is written");
+}
+
+/// destroy-redis for a backend that has no record leaves the files of the backend that serves
+/// sessions alone. ElastiCache serves here, from a record written by hand, since moto cannot
+/// deploy it; the instance path stops before its first request.
+#[tokio::test]
+async fn destroy_of_other_backend_keeps_redis_ip() {
+    let emulator = Emulator::start().await;
+    emulator.write_settings(&format!("{TEST_SETTINGS}backend: elasticache\n"));
+    let golden = Project::from_manifest_dir().root().join("tests/golden/elasticache.yaml");
+    std::fs::create_dir_all(emulator.output_file("generated")).unwrap();
+    std::fs::copy(&golden, emulator.output_file("generated/elasticache.yaml")).unwrap();
+    let codegen = emulator.run(&["codegen"]);
+    assert!(codegen.status.success(), "{}", describe(&codegen));
+    let before = emulator.read_output("openemr/.ebextensions/00-options.config");
+    assert!(before.contains(".cache.amazonaws.com"), "REDIS_IP points at ElastiCache:\n{before}");
+
+    let output = emulator.run(&["destroy-redis", "--backend", "instance"]);
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    assert!(stderr_text(&output).contains("nothing to destroy"), "{}", describe(&output));
+    assert_eq!(emulator.read_output("openemr/.ebextensions/00-options.config"), before, "REDIS_IP still points at ElastiCache");
 }
 
 #[tokio::test]

@@ -181,10 +181,12 @@ fn tags_for(resource_type: ResourceType, name: &str) -> TagSpecification {
 }
 
 /// Explains the launch failures that have a known way out.
-fn launch_error<E, R>(error: aws_sdk_ec2::error::SdkError<E, R>, request: &LaunchRequest<'_>) -> anyhow::Error
+fn launch_error<E>(
+    error: aws_sdk_ec2::error::SdkError<E, aws_smithy_runtime_api::client::orchestrator::HttpResponse>,
+    request: &LaunchRequest<'_>,
+) -> anyhow::Error
 where
     E: aws_sdk_ec2::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug + Send + Sync + 'static,
 {
     let hint = match super::error_code(&error) {
         Some("InsufficientInstanceCapacity") => format!(

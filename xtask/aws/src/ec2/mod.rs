@@ -8,6 +8,7 @@ pub mod readiness;
 pub mod security_group;
 
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_sdk_ec2::types::{Filter, Tag};
 
 /// Tag key that marks resources this tool created, so that it only ever changes its own.
@@ -32,17 +33,23 @@ pub fn error_code<E: ProvideErrorMetadata, R>(error: &SdkError<E, R>) -> Option<
     error.code()
 }
 
-/// Turns an SDK error into "`operation` failed: Code: message", or into the transport error
-/// when no response arrived.
-pub fn sdk_error<E, R>(operation: &str, error: SdkError<E, R>) -> anyhow::Error
+/// Turns an SDK error into "`operation` failed: Code: message". A response without an AWS error
+/// in its body becomes its HTTP status, and no response at all the transport error.
+pub fn sdk_error<E>(operation: &str, error: SdkError<E, HttpResponse>) -> anyhow::Error
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug + Send + Sync + 'static,
 {
-    match (error.code(), error.message()) {
-        (Some(code), Some(message)) => anyhow::anyhow!("{operation} failed: {code}: {message}"),
-        (Some(code), None) => anyhow::anyhow!("{operation} failed: {code}"),
-        _ => anyhow::anyhow!("{operation} failed: {}", aws_sdk_ec2::error::DisplayErrorContext(&error)),
+    match (error.code(), error.message(), error.raw_response()) {
+        (Some(code), Some(message), _) => anyhow::anyhow!("{operation} failed: {code}: {message}"),
+        (Some(code), None, _) => anyhow::anyhow!("{operation} failed: {code}"),
+        // Emulators answer an action they do not implement this way, and its HTML page would
+        // bury the one fact that matters.
+        (None, _, Some(response)) => anyhow::anyhow!(
+            "{operation} failed: the endpoint returned HTTP {} without an AWS error in the body; an emulator \
+             may not implement {operation}",
+            response.status().as_u16()
+        ),
+        (None, _, None) => anyhow::anyhow!("{operation} failed: {}", aws_sdk_ec2::error::DisplayErrorContext(&error)),
     }
 }
 
