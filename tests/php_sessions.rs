@@ -295,6 +295,10 @@ fn hook_refuses_a_redis_ip_that_would_break_the_ini() {
         "tcp://10.0.0.1",
         "10.0.0.1\nextension=x.so",
         "  ",
+        "-rf",
+        ".",
+        "redis.example.com.",
+        "-redis.example.com",
     ] {
         assert_hook_refuses(GetConfig::Prints(value), &format!("REDIS_IP {value:?}"));
     }

@@ -51,7 +51,13 @@ pub struct DeploymentRecord {
 impl DeploymentRecord {
     /// Reads the record, or returns `None` when nothing has been deployed yet.
     pub fn load(path: &Utf8Path) -> anyhow::Result<Option<DeploymentRecord>> {
-        load_yaml(path)
+        let record: Option<DeploymentRecord> = load_yaml(path)?;
+        if let Some(record) = &record
+            && record.private_ip.parse::<std::net::Ipv4Addr>().is_err()
+        {
+            return Err(invalid_value(path, "private_ip", &record.private_ip, "an IPv4 address"));
+        }
+        Ok(record)
     }
 
     /// Renders the record as the file that `deploy-redis` writes.
@@ -121,6 +127,27 @@ fn load_yaml<T: DeserializeOwned>(path: &Utf8Path) -> anyhow::Result<Option<T>> 
     Ok(Some(record))
 }
 
+/// Builds the error for a record value that cannot be what AWS reported, such as a hand edit
+/// that would put text into the Elastic Beanstalk files.
+fn invalid_value(path: &Utf8Path, key: &str, value: &str, expected: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{path}: invalid deployment record: {key} {value:?} is not {expected}; restore it with `git checkout -- {path}` \
+         or run `cargo xtask deploy-redis` to write it again"
+    )
+}
+
+/// Tells whether `name` is a DNS host name: dot-separated labels of letters, digits and inner
+/// hyphens, each at most 63 characters, 253 in all.
+fn is_dns_name(name: &str) -> bool {
+    let label_ok = |label: &str| {
+        (1..=63).contains(&label.len())
+            && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+    };
+    (1..=253).contains(&name.len()) && name.split('.').all(label_ok)
+}
+
 fn to_file<T: Serialize>(header: &str, record: &T, path: &Utf8Path) -> GeneratedFile {
     let body = serde_yaml::to_string(record).expect("a record of strings and numbers always serializes");
     GeneratedFile::regular(path.to_owned(), format!("{header}{body}"))
@@ -163,6 +190,17 @@ mod tests {
         let directory = tempfile::tempdir().unwrap();
         let path = Utf8Path::from_path(directory.path()).unwrap().join("deployment.yaml");
         assert_eq!(DeploymentRecord::load(&path).unwrap(), None);
+    }
+
+    #[test]
+    fn edited_private_ip_is_rejected() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = Utf8Path::from_path(directory.path()).unwrap().join("deployment.yaml");
+        let record = DeploymentRecord { private_ip: "10.0.1.23; rm".into(), ..sample() };
+        std::fs::write(&path, record.to_file(&path).contents).unwrap();
+
+        let message = DeploymentRecord::load(&path).unwrap_err().to_string();
+        assert!(message.contains("private_ip \"10.0.1.23; rm\" is not an IPv4 address"), "{message}");
     }
 
     #[test]

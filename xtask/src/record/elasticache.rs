@@ -3,7 +3,7 @@
 use camino::Utf8Path;
 use serde::{Deserialize, Serialize};
 
-use super::{SessionStore, load_yaml, to_file};
+use super::{SessionStore, invalid_value, is_dns_name, load_yaml, to_file};
 use crate::generated::GeneratedFile;
 
 const HEADER: &str = "\
@@ -41,7 +41,16 @@ pub struct ElastiCacheRecord {
 impl ElastiCacheRecord {
     /// Reads the record, or returns `None` when this backend has not been deployed.
     pub fn load(path: &Utf8Path) -> anyhow::Result<Option<ElastiCacheRecord>> {
-        load_yaml(path)
+        let record: Option<ElastiCacheRecord> = load_yaml(path)?;
+        if let Some(record) = &record {
+            if !is_dns_name(&record.primary_endpoint) {
+                return Err(invalid_value(path, "primary_endpoint", &record.primary_endpoint, "a DNS host name"));
+            }
+            if record.port == 0 {
+                return Err(invalid_value(path, "port", "0", "a TCP port"));
+            }
+        }
+        Ok(record)
     }
 
     /// Renders the record as the file that `deploy-redis` writes.
@@ -93,6 +102,20 @@ mod tests {
 
         assert!(file.contents.starts_with("# Written by `cargo xtask deploy-redis` (backend: elasticache)"));
         assert_eq!(ElastiCacheRecord::load(&path).unwrap(), Some(sample()));
+    }
+
+    #[test]
+    fn edited_endpoint_is_rejected() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = Utf8Path::from_path(directory.path()).unwrap().join("elasticache.yaml");
+        for endpoint in ["a b", "$(id)", "", "-rf", "master..example.com", "host-.example.com"] {
+            let record = ElastiCacheRecord { primary_endpoint: endpoint.into(), ..sample() };
+            std::fs::write(&path, record.to_file(&path).contents).unwrap();
+
+            let message = ElastiCacheRecord::load(&path).unwrap_err().to_string();
+            assert!(message.contains(&format!("primary_endpoint {endpoint:?} is not a DNS host name")), "{message}");
+            assert!(message.contains("git checkout --"), "{message}");
+        }
     }
 
     #[test]

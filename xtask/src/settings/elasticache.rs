@@ -183,7 +183,9 @@ impl TryFrom<String> for ValkeyVersion {
         let parsed = value
             .split_once('.')
             .and_then(|(major, minor)| Some((major.parse::<u32>().ok()?, minor.parse::<u32>().ok()?)));
-        let Some((major, minor)) = parsed.filter(|_| value.bytes().all(|b| b.is_ascii_digit() || b == b'.')) else {
+        // `08.0` or `8.00` would never equal the version AWS reports, so numbers are written plainly.
+        let plain = parsed.is_some_and(|(major, minor)| value == format!("{major}.{minor}"));
+        let Some((major, minor)) = parsed.filter(|_| plain) else {
             return Err(format!("invalid Valkey version `{value}`: pin a major and minor version such as \"8.0\""));
         };
         if (major, minor) < (7, 2) {
@@ -274,7 +276,9 @@ impl<'de> Deserialize<'de> for SubnetNames {
 
         let names = Vec::<TagValue>::deserialize(deserializer)?;
         if names.is_empty() {
-            return Err(D::Error::custom("empty subnet list: name at least two subnets in different zones, such as Private and Other Private"));
+            return Err(D::Error::custom(
+                "empty subnet list: name the subnets the nodes may use, in at least two zones, such as [Private, Other Private]",
+            ));
         }
         for (index, name) in names.iter().enumerate() {
             if names[..index].contains(name) {

@@ -34,7 +34,7 @@ if [[ -z "$redis_ip" ]]; then
     log "REDIS_IP is empty in the Beanstalk environment: run \`cargo xtask deploy-redis\`, commit openemr/.ebextensions/00-options.config and deploy again"
     exit 1
 fi
-if [[ ! "$redis_ip" =~ ^[A-Za-z0-9.-]+$ ]]; then
+if [[ ! "$redis_ip" =~ ^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$ ]]; then
     log "invalid REDIS_IP '$redis_ip': expected an IP address or a host name"
     exit 1
 fi

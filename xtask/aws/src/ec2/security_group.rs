@@ -34,7 +34,8 @@ pub async fn find_redis_group(client: &Client, vpc: &Vpc, name: &str) -> anyhow:
     if tag_value(group.tags(), MANAGED_BY_KEY) != Some(MANAGED_BY_VALUE) {
         bail!(
             "security group `{name}` ({id}) in VPC {} was not created by `cargo xtask deploy-redis`: rename it, \
-             or set `instance_name` to another name, which also names the group",
+             or choose another name for the backend (`instance_name`, or `elasticache.name` for ElastiCache), \
+             which also names the group",
             vpc.id
         );
     }

@@ -34,7 +34,7 @@ pub async fn compare(clients: &Clients, prepared: &Prepared, record: &ElastiCach
     checks.push(user_group_check(client, record).await?);
     checks.push(group_ingress_check(&clients.ec2, prepared, &record.security_group_id).await?);
     let parameter = prepared.settings.redis_password_parameter.as_str();
-    let password = password_check_with_fix(&clients.ssm, parameter, &record.redis_password_sha256, "ElastiCache user", REDEPLOY);
+    let password = password_check_with_fix(&clients.ssm, parameter, &record.redis_password_sha256, "ElastiCache user as recorded", REDEPLOY);
     checks.push(password.await?);
 
     Ok(Report {
