@@ -26,7 +26,7 @@ use aws_sdk_elasticache::types::{
     AutomaticFailoverStatus, CacheSubnetGroup, Endpoint, InputAuthenticationType, MultiAzStatus, NodeGroup,
     ReplicationGroup, User, UserGroup,
 };
-use aws_sdk_elasticache::types::builders::ReplicationGroupBuilder;
+use aws_sdk_elasticache::types::builders::{ReplicationGroupBuilder, UserBuilder, UserGroupBuilder};
 use aws_smithy_mocks::{MockResponseInterceptor, Rule, RuleMode, create_mock_http_client, mock};
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
@@ -75,7 +75,7 @@ const MAX_ATTEMPTS: u32 = 4;
 /// and 5.0625 s), which is 13.1875 s in all.
 const FIVE_POLL_DELAYS: Duration = Duration::from_micros(13_187_500);
 
-/// Builds the config of an SDK client whose requests `rules` answer and `log` records, with a
+/// Builds the config of an SDK client whose requests `rules` respond to and `log` records, with a
 /// region, fake static credentials and retries. The SDKs share these types but not their config
 /// builders, hence a macro.
 macro_rules! mocked_config {
@@ -129,9 +129,14 @@ impl Workspace {
 
     /// Writes the record an earlier deploy left, with `password_sha256` as the app user's hash.
     fn write_record(&self, password_sha256: &str) {
+        self.write_record_of(&expected_record(password_sha256));
+    }
+
+    /// Writes `record` as generated/elasticache.yaml, as a deploy of that record would have.
+    fn write_record_of(&self, record: &ElastiCacheRecord) {
         let path = self.project.elasticache_record();
         std::fs::create_dir_all(path.parent().expect("record path has a parent")).expect("generated/ created");
-        let file = expected_record(password_sha256).to_file(&path);
+        let file = record.to_file(&path);
         std::fs::write(&path, &file.contents).expect("record written");
     }
 }
@@ -469,6 +474,12 @@ fn app_access() -> String {
 /// Returns a user of the deploy's user group. The `default` user needs no password, as the deploy
 /// creates it, and every other user has one.
 fn existing_user(id: &str, name: &str, access_string: &str) -> User {
+    existing_user_builder(id, name, access_string).build()
+}
+
+/// Starts the user that [`existing_user`] returns, for a test to add user groups or replace the
+/// authentication.
+fn existing_user_builder(id: &str, name: &str, access_string: &str) -> UserBuilder {
     let kind = if name == "default" { AuthenticationType::NoPassword } else { AuthenticationType::Password };
     User::builder()
         .user_id(id)
@@ -478,7 +489,13 @@ fn existing_user(id: &str, name: &str, access_string: &str) -> User {
         .access_string(access_string)
         .authentication(Authentication::builder().r#type(kind).build())
         .user_group_ids(CACHE_NAME)
-        .build()
+}
+
+/// Builds the DescribeUsers rule that returns `user` to the lookup of user `id`.
+fn describe_user_rule(id: &'static str, user: User) -> Rule {
+    mock!(aws_sdk_elasticache::Client::describe_users)
+        .match_requests(move |input| input.user_id() == Some(id))
+        .then_output(move || DescribeUsersOutput::builder().users(user.clone()).build())
 }
 
 /// Returns a DescribeCacheClusters rule whose member cluster runs `engine_version`. A member
@@ -499,14 +516,17 @@ fn active_user_group() -> DescribeUserGroupsOutput {
 }
 
 fn user_group_in(status: &str) -> DescribeUserGroupsOutput {
-    let group = UserGroup::builder()
+    DescribeUserGroupsOutput::builder().user_groups(user_group_builder(status).build()).build()
+}
+
+/// Starts the deploy's user group in `status` with both users and no replication group yet.
+fn user_group_builder(status: &str) -> UserGroupBuilder {
+    UserGroup::builder()
         .user_group_id(CACHE_NAME)
         .status(status)
         .engine("valkey")
         .user_ids(APP_USER_ID)
         .user_ids(DEFAULT_USER_ID)
-        .build();
-    DescribeUserGroupsOutput::builder().user_groups(group).build()
 }
 
 /// Starts a group as the deploy creates it, in `status`, with no endpoint yet.
@@ -1081,4 +1101,277 @@ async fn dry_run_sends_only_lookups() {
     for expected in ["DescribeVpcs", "DescribeSubnets", "DescribeReplicationGroups", "DescribeUserGroups", "GetParameter"] {
         assert!(operations.iter().any(|sent| sent == expected), "the dry run looks up with {expected}: {operations:?}");
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Resources that serve someone else
+
+/// A replication group that is not the deploy's but uses resources with the deploy's names.
+const OTHER_REPLICATION_GROUP: &str = "billing-cache";
+/// A user group that is not the deploy's.
+const OTHER_USER_GROUP: &str = "billing-users";
+
+/// Runs a deploy that the conflict check must stop and returns its error message. Checks that
+/// the deploy sent only lookups, did not read the password and left the output root as it was.
+async fn deploy_stopped_by_conflict(account: &Account, workspace: &Workspace) -> String {
+    let before = snapshot(&workspace.output_root);
+
+    let error = run_deploy(account, workspace, &default_flags()).await.unwrap_err();
+
+    let message = format!("{error:#}");
+    let heading = format!("replication group {CACHE_NAME} cannot be deployed as the settings ask; nothing was changed");
+    assert!(message.starts_with(&heading), "{message}");
+    account.operations.assert_only_lookups();
+    assert_eq!(account.get_parameter.num_calls(), 0, "the password is not read before the conflict check");
+    assert_eq!(snapshot(&workspace.output_root), before, "the stopped deploy changed the output root");
+    message
+}
+
+/// Returns the lines of a deploy error that list one problem each.
+fn problem_lines(message: &str) -> Vec<&str> {
+    message.lines().filter(|line| line.starts_with("  - ")).collect()
+}
+
+/// Builds the DescribeUserGroups rule for the deploy's user group, active and used by
+/// `replication_groups`.
+fn user_group_serving(replication_groups: &'static [&'static str]) -> Rule {
+    mock!(aws_sdk_elasticache::Client::describe_user_groups).then_output(move || {
+        let ids: Vec<String> = replication_groups.iter().map(|id| (*id).to_owned()).collect();
+        let group = user_group_builder("active").set_replication_groups(Some(ids)).build();
+        DescribeUserGroupsOutput::builder().user_groups(group).build()
+    })
+}
+
+/// Returns the record of an earlier deploy of replication group `id` in `region`.
+fn record_of(id: &str, region: &str) -> ElastiCacheRecord {
+    ElastiCacheRecord { replication_group_id: id.to_owned(), region: region.to_owned(), ..expected_record(&test_password_sha256()) }
+}
+
+#[tokio::test(start_paused = true)]
+async fn record_of_other_group_stops_deploy() {
+    let workspace = Workspace::new();
+    // The record names the group from before a rename of `elasticache.name`, and the renamed group
+    // does not exist yet.
+    workspace.write_record_of(&record_of("openemr-old", REGION));
+    let account = Account::fresh();
+
+    let message = deploy_stopped_by_conflict(&account, &workspace).await;
+
+    let problems = problem_lines(&message);
+    assert_eq!(problems.len(), 1, "one conflict: {message}");
+    assert!(problems[0].contains("generated/elasticache.yaml records replication group openemr-old in us-east-1"), "{message}");
+    assert!(problems[0].contains(&format!("the settings name {CACHE_NAME} in {REGION}")), "{message}");
+    assert!(problems[0].contains("`cargo xtask destroy-redis --backend elasticache`"), "gives the fix: {message}");
+    assert!(problems[0].contains("set `elasticache.name` (and `region`) back"), "gives the other fix: {message}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn record_in_other_region_stops_deploy() {
+    let workspace = Workspace::new();
+    workspace.write_record_of(&record_of(CACHE_NAME, "eu-west-1"));
+    let account = Account::fresh();
+
+    let message = deploy_stopped_by_conflict(&account, &workspace).await;
+
+    let problems = problem_lines(&message);
+    assert_eq!(problems.len(), 1, "one conflict: {message}");
+    assert!(problems[0].contains(&format!("records replication group {CACHE_NAME} in eu-west-1")), "{message}");
+    assert!(problems[0].contains(&format!("the settings name {CACHE_NAME} in {REGION}")), "{message}");
+    assert!(problems[0].contains("`cargo xtask destroy-redis --backend elasticache`"), "gives the fix: {message}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn shared_user_group_stops_deploy() {
+    let workspace = Workspace::new();
+    let mut account = Account::deployed();
+    // The deploy's own group is listed too, as ElastiCache lists every group the user group serves.
+    account.describe_user_group = user_group_serving(&[CACHE_NAME, OTHER_REPLICATION_GROUP]);
+
+    let message = deploy_stopped_by_conflict(&account, &workspace).await;
+
+    let problems = problem_lines(&message);
+    assert_eq!(problems.len(), 1, "one conflict: {message}");
+    let expected = format!("user group {CACHE_NAME} also serves replication group(s) {OTHER_REPLICATION_GROUP}, which");
+    assert!(problems[0].contains(&expected), "names only the other group: {message}");
+    assert!(problems[0].contains("choose another `elasticache.name`"), "gives the fix: {message}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn shared_app_user_stops_deploy() {
+    let workspace = Workspace::new();
+    let mut account = Account::deployed();
+    let user = existing_user_builder(APP_USER_ID, "openemr", &app_access()).user_group_ids(OTHER_USER_GROUP).build();
+    account.describe_app_user = describe_user_rule(APP_USER_ID, user);
+
+    let message = deploy_stopped_by_conflict(&account, &workspace).await;
+
+    let problems = problem_lines(&message);
+    assert_eq!(problems.len(), 1, "one conflict: {message}");
+    assert!(problems[0].contains(&format!("user {APP_USER_ID} belongs to user group(s) {OTHER_USER_GROUP},")), "{message}");
+    assert!(problems[0].contains("choose another `elasticache.name`"), "gives the fix: {message}");
+    assert_eq!(account.modify_user.num_calls(), 0, "the app user keeps its password");
+}
+
+#[tokio::test(start_paused = true)]
+async fn shared_default_user_stops_deploy() {
+    let workspace = Workspace::new();
+    let mut account = Account::deployed();
+    let user = existing_user_builder(DEFAULT_USER_ID, "default", "off -@all").user_group_ids(OTHER_USER_GROUP).build();
+    account.describe_default_user = describe_user_rule(DEFAULT_USER_ID, user);
+
+    let message = deploy_stopped_by_conflict(&account, &workspace).await;
+
+    let problems = problem_lines(&message);
+    assert_eq!(problems.len(), 1, "one conflict: {message}");
+    assert!(problems[0].contains(&format!("user {DEFAULT_USER_ID} belongs to user group(s) {OTHER_USER_GROUP},")), "{message}");
+    assert!(problems[0].contains("choose another `elasticache.name`"), "gives the fix: {message}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn changed_redis_user_stops_deploy() {
+    // The app user exists as `openemr`, the default, and the settings now ask for another name.
+    let workspace = Workspace::with_settings("redis_user: sessions\n");
+    let account = Account::deployed();
+
+    let message = deploy_stopped_by_conflict(&account, &workspace).await;
+
+    let problems = problem_lines(&message);
+    assert_eq!(problems.len(), 1, "one conflict: {message}");
+    let expected = format!("user {APP_USER_ID} has user name `openemr`, but the settings ask for `sessions`");
+    assert!(problems[0].contains(&expected), "{message}");
+    assert!(problems[0].contains("ElastiCache cannot rename a user"), "explains: {message}");
+    assert!(problems[0].contains("set `redis_user` back"), "gives the fix: {message}");
+    assert!(problems[0].contains("`cargo xtask destroy-redis --backend elasticache`"), "gives the other fix: {message}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn create_failed_group_stops_deploy() {
+    let workspace = Workspace::new();
+    let account = Account::deployed().with_existing_group(group_in("create-failed"));
+
+    let message = deploy_stopped_by_conflict(&account, &workspace).await;
+
+    let problems = problem_lines(&message);
+    assert_eq!(problems.len(), 1, "one conflict: {message}");
+    assert!(problems[0].contains(&format!("replication group {CACHE_NAME} failed to create (status create-failed)")), "{message}");
+    assert!(problems[0].contains("`cargo xtask destroy-redis --backend elasticache`, which finds it by name"), "gives the fix: {message}");
+    assert_eq!(account.describe_replication_group.num_calls(), 1, "the failed group is looked up, not awaited");
+}
+
+#[tokio::test(start_paused = true)]
+async fn dry_run_warns_about_conflicts() {
+    let workspace = Workspace::new();
+    workspace.write_record_of(&record_of("openemr-old", REGION));
+    let before = snapshot(&workspace.output_root);
+    let mut account = Account::deployed();
+    account.describe_user_group = user_group_serving(&[CACHE_NAME, OTHER_REPLICATION_GROUP]);
+
+    let outcome = run_deploy(&account, &workspace, &dry_run_flags()).await.expect("a dry run succeeds despite conflicts");
+
+    assert_eq!(outcome, None, "a dry run returns no record");
+    assert_eq!(snapshot(&workspace.output_root), before, "the dry run changed the output root");
+    account.operations.assert_only_lookups();
+
+    // The dry run prints its plan on stdout, which a test cannot read, so the same plan is
+    // built again from the same lookups.
+    let clients = account.clients();
+    let settings = &workspace.prepared.settings;
+    let found = deploy_elasticache::look_up(&clients, settings).await.expect("lookups succeed");
+    let recorded = ElastiCacheRecord::load(&workspace.project.elasticache_record()).expect("the record reads");
+    let problems = deploy_elasticache::conflicts(&found, settings, recorded.as_ref(), REGION);
+    let report = deploy_elasticache::plan_report(&workspace.project, &workspace.prepared, REGION, &found, problems)
+        .expect("plan builds");
+    assert_eq!(report.warnings.len(), 2, "warnings: {:?}", report.warnings);
+    for warning in &report.warnings {
+        assert!(warning.starts_with(&format!("replication group {CACHE_NAME}: ")), "{warning}");
+        assert!(warning.ends_with("; a deploy stops here"), "{warning}");
+    }
+    let text = plan::render_text(&report);
+    let prefix = format!("warning: replication group {CACHE_NAME}: ");
+    let record_warning = format!("{prefix}generated/elasticache.yaml records replication group openemr-old");
+    assert!(text.contains(&record_warning), "{text}");
+    let user_group_warning = format!("{prefix}user group {CACHE_NAME} also serves replication group(s) {OTHER_REPLICATION_GROUP}");
+    assert!(text.contains(&user_group_warning), "{text}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// A default user that someone switched on
+
+/// Returns the deploy's default user after someone switched it on, with authentication `kind`.
+fn enabled_default_user(kind: AuthenticationType) -> User {
+    existing_user_builder(DEFAULT_USER_ID, "default", "on ~* +@all")
+        .authentication(Authentication::builder().r#type(kind).build())
+        .build()
+}
+
+#[tokio::test(start_paused = true)]
+async fn enabled_default_user_is_switched_off() {
+    for kind in [AuthenticationType::NoPassword, AuthenticationType::Password] {
+        let workspace = Workspace::new();
+        // The record has the password in SSM, so the app user needs no ModifyUser of its own.
+        workspace.write_record(&test_password_sha256());
+        let mut account = Account::deployed();
+        account.describe_default_user = describe_user_rule(DEFAULT_USER_ID, enabled_default_user(kind.clone()));
+
+        let outcome = run_deploy(&account, &workspace, &default_flags()).await;
+
+        let outcome = outcome.unwrap_or_else(|error| panic!("authentication {kind:?}: the deploy failed: {error:#}"));
+        let inputs = account.modify_user_inputs.all();
+        assert_eq!(inputs.len(), 1, "authentication {kind:?}: ModifyUser inputs: {inputs:?}");
+        let input = &inputs[0];
+        assert_eq!(input.user_id(), Some(DEFAULT_USER_ID), "authentication {kind:?}: ModifyUser targets the default user");
+        assert_eq!(input.access_string(), Some("off -@all"), "authentication {kind:?}: {input:?}");
+        assert_eq!(input.no_password_required(), Some(true), "authentication {kind:?}: {input:?}");
+        assert!(input.passwords().is_empty(), "authentication {kind:?}: ModifyUser sends no password: {input:?}");
+        assert_eq!(input.authentication_mode(), None, "authentication {kind:?}: {input:?}");
+        assert_deployed(&workspace, outcome);
+        account.assert_nothing_created();
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn dry_run_plans_default_user_repair() {
+    let workspace = Workspace::new();
+    let mut account = Account::deployed();
+    account.describe_default_user = describe_user_rule(DEFAULT_USER_ID, enabled_default_user(AuthenticationType::NoPassword));
+
+    let outcome = run_deploy(&account, &workspace, &dry_run_flags()).await.expect("the dry run succeeds");
+
+    assert_eq!(outcome, None, "a dry run returns no record");
+    assert_eq!(account.modify_user.num_calls(), 0, "a dry run repairs nothing");
+    account.operations.assert_only_lookups();
+    assert_nothing_written(&workspace);
+
+    // The plan is built again from the same lookups, since the dry run prints it on stdout.
+    let clients = account.clients();
+    let settings = &workspace.prepared.settings;
+    let found = deploy_elasticache::look_up(&clients, settings).await.expect("lookups succeed");
+    let problems = deploy_elasticache::conflicts(&found, settings, None, REGION);
+    assert_eq!(problems, Vec::<String>::new(), "a default user that is on is repaired, not a conflict");
+    let rows = deploy_elasticache::plan_rows(&workspace.prepared, &found);
+    let user_action = |id: &str| {
+        let row = rows.iter().find(|row| row.resource == "user" && row.subject == id);
+        row.unwrap_or_else(|| panic!("no plan row for user {id}: {rows:#?}")).action
+    };
+    assert_eq!(user_action(DEFAULT_USER_ID), plan::Action::Repair, "{rows:#?}");
+    assert_eq!(user_action(APP_USER_ID), plan::Action::Reuse, "{rows:#?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn renamed_default_user_stops_deploy() {
+    let workspace = Workspace::new();
+    // Only the user exists, so a deploy that checked it late would have created the rest first.
+    let mut account = Account::fresh();
+    let user = existing_user_builder(DEFAULT_USER_ID, "admin", "on ~* +@all").build();
+    account.describe_default_user = describe_user_rule(DEFAULT_USER_ID, user);
+
+    let message = deploy_stopped_by_conflict(&account, &workspace).await;
+
+    let problems = problem_lines(&message);
+    assert_eq!(problems.len(), 1, "one conflict: {message}");
+    assert!(problems[0].contains(&format!("user {DEFAULT_USER_ID} has user name `admin`, not `default`")), "{message}");
+    assert!(problems[0].contains("ElastiCache cannot rename a user"), "explains: {message}");
+    assert!(problems[0].contains(&format!("`aws elasticache delete-user --user-id {DEFAULT_USER_ID}`")), "gives the fix: {message}");
+    account.assert_nothing_created();
+    assert_eq!(account.modify_user.num_calls(), 0, "the user is not changed");
 }

@@ -61,7 +61,7 @@ use xtask_aws::deploy_elasticache::{self, Clients};
 use xtask_aws::deploy_redis::{self, Outcome, Prepared};
 use xtask_aws::destroy_elasticache;
 use xtask_aws::ec2::{MANAGED_BY_KEY, MANAGED_BY_VALUE};
-use xtask_aws::elasticache::users::{DEFAULT_USER_ACCESS, app_user_access};
+use xtask_aws::elasticache::users::{DEFAULT_USER_ACCESS, app_user_access, find_user_group};
 use xtask_aws::status::Report;
 use xtask_aws::status::elasticache::compare;
 
@@ -181,6 +181,20 @@ impl CallLog {
     fn deleted_replication_group(&self, id: &str) -> bool {
         self.0.lock().expect("call log lock").deleted_replication_groups.contains(id)
     }
+
+    /// Returns the replication groups requested with user group `user_group_id` and not deleted
+    /// since. A request that moto rejected counts too, which no test here sends.
+    fn replication_groups_using(&self, user_group_id: &str) -> Vec<String> {
+        let ledger = self.0.lock().expect("call log lock");
+        ledger
+            .replication_group_requests
+            .iter()
+            .filter(|request| request.user_group_ids().iter().any(|id| id == user_group_id))
+            .filter_map(|request| request.replication_group_id())
+            .filter(|id| !ledger.deleted_replication_groups.contains(*id))
+            .map(str::to_owned)
+            .collect()
+    }
 }
 
 /// Passes the replica count to moto in the parameter it reads. moto 5.2.1 ignores
@@ -218,6 +232,9 @@ impl Intercept for MotoReplicaCount {
 struct MockedState {
     /// User ids by user group id, sorted.
     user_groups: BTreeMap<String, Vec<String>>,
+    /// Replication groups that use a user group although the product did not create them, by
+    /// user group id, for tests of resources that serve someone else.
+    other_replication_groups: BTreeMap<String, Vec<String>>,
     user_group_requests: Vec<CreateUserGroupInput>,
     deleted_user_groups: Vec<String>,
     deleted_subnet_groups: Vec<String>,
@@ -236,7 +253,7 @@ impl MockedCalls {
     fn interceptor(&self, calls: &CallLog) -> MockResponseInterceptor {
         let rules = [
             self.create_user_group(),
-            self.describe_user_groups(),
+            self.describe_user_groups(calls),
             self.delete_user_group(),
             self.delete_subnet_group(),
             self.describe_deleted_subnet_group(),
@@ -272,9 +289,12 @@ impl MockedCalls {
         })
     }
 
-    /// Returns the group as `active`, as ElastiCache reports it once created.
-    fn describe_user_groups(&self) -> Rule {
+    /// Returns the group as `active`, as ElastiCache reports it once created. Its replication
+    /// groups are those requested with it and not deleted, as the call log shows them, and those
+    /// a test attached.
+    fn describe_user_groups(&self, calls: &CallLog) -> Rule {
         let mocked = self.clone();
+        let calls = calls.clone();
         mock!(aws_sdk_elasticache::Client::describe_user_groups).then_compute_response(move |request| {
             let state = mocked.state();
             let groups: Vec<UserGroup> = state
@@ -282,7 +302,15 @@ impl MockedCalls {
                 .iter()
                 .filter(|(id, _)| request.user_group_id().is_none_or(|wanted| wanted == id.as_str()))
                 .map(|(id, user_ids)| {
-                    UserGroup::builder().user_group_id(id).status("active").engine("valkey").set_user_ids(Some(user_ids.clone())).build()
+                    let mut replication_groups = calls.replication_groups_using(id);
+                    replication_groups.extend(state.other_replication_groups.get(id).into_iter().flatten().cloned());
+                    UserGroup::builder()
+                        .user_group_id(id)
+                        .status("active")
+                        .engine("valkey")
+                        .set_user_ids(Some(user_ids.clone()))
+                        .set_replication_groups(Some(replication_groups))
+                        .build()
                 })
                 .collect();
             if let (Some(id), true) = (request.user_group_id(), groups.is_empty()) {
@@ -526,6 +554,11 @@ fn drifted_checks(report: &Report) -> Vec<&'static str> {
     report.checks.iter().filter(|check| !check.in_sync).map(|check| check.name).collect()
 }
 
+fn check_detail<'a>(report: &'a Report, name: &str) -> &'a str {
+    let check = report.checks.iter().find(|check| check.name == name);
+    &check.unwrap_or_else(|| panic!("no {name} check: {report:#?}")).detail
+}
+
 // ---------------------------------------------------------------------------------------------
 // Deploy
 
@@ -669,6 +702,11 @@ async fn second_deploy_creates_nothing() {
     assert_eq!(harness.subnet_groups().await.len(), 1, "one cache subnet group");
     assert_eq!(harness.users().await.len(), 3, "moto's `default` and the two created");
     assert_eq!(harness.mocked.state().user_groups.len(), 1, "one user group");
+    // The user group lists the deploy's own replication group, which the second deploy must not
+    // take for someone else's.
+    let user_group = find_user_group(&harness.clients.elasticache, DEFAULT_NAME).await.expect("DescribeUserGroups");
+    let user_group = user_group.expect("the user group exists");
+    assert_eq!(user_group.replication_groups, [DEFAULT_NAME], "{user_group:?}");
 }
 
 #[tokio::test]
@@ -723,6 +761,51 @@ async fn status_reports_deleted_app_user() {
     assert!(check.detail.contains(&record.app_user_id), "names the user: {}", check.detail);
 }
 
+#[tokio::test]
+async fn status_reports_enabled_default_user() {
+    let (harness, record) = Harness::deployed(&default_settings()).await;
+    let id = record.default_user_id.as_str();
+    // moto cannot modify a user, so the user is replaced by one that is on and needs no password.
+    harness.moto_elasticache.delete_user().user_id(id).send().await.expect("DeleteUser on moto");
+    // moto removes a deleted user at its next lookup, which frees the id.
+    assert_eq!(harness.user_status(id).await.as_deref(), Some("deleting"), "user {id} after DeleteUser");
+    let created = harness
+        .moto_elasticache
+        .create_user()
+        .user_id(id)
+        .user_name("default")
+        .engine("valkey")
+        .access_string("on ~* +@all")
+        .no_password_required(true)
+        .send()
+        .await;
+    created.expect("CreateUser on moto");
+
+    let report = harness.status(&record).await;
+
+    assert!(!report.in_sync, "{report:#?}");
+    assert_eq!(drifted_checks(&report), ["default_user"], "only the default user drifted: {report:#?}");
+    let detail = check_detail(&report, "default_user");
+    assert!(detail.contains(&format!("user {id} (user name `default`) has access `on ~* +@all`")), "{detail}");
+    assert!(detail.contains("authentication `no-password`"), "{detail}");
+    assert!(detail.contains("`cargo xtask deploy-redis` switches it off"), "gives the fix: {detail}");
+}
+
+#[tokio::test]
+async fn status_reports_changed_redis_user() {
+    let (mut harness, record) = Harness::deployed(&default_settings()).await;
+    harness.change_settings(&format!("{}redis_user: sessions\n", default_settings()));
+
+    let report = harness.status(&record).await;
+
+    assert!(!report.in_sync, "{report:#?}");
+    assert_eq!(drifted_checks(&report), ["app_user"], "only the app user drifted: {report:#?}");
+    let detail = check_detail(&report, "app_user");
+    let expected = format!("user {} has user name `openemr`, but the settings (and so REDIS_USER) say `sessions`", record.app_user_id);
+    assert!(detail.contains(&expected), "{detail}");
+    assert!(detail.contains("set `redis_user` back"), "gives the fix: {detail}");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Destroy
 
@@ -772,6 +855,107 @@ async fn destroy_again_with_record_finishes() {
     assert_eq!(harness.calls.count("ElastiCache:DeleteUserGroup"), 2, "the second destroy tried again");
     assert_eq!(harness.calls.count("ElastiCache:DeleteCacheSubnetGroup"), 2, "the second destroy tried again");
     assert_eq!(harness.mocked.state().deleted_subnet_groups, [DEFAULT_NAME], "deleted once");
+}
+
+/// Another team's replication group, which tests attach to the deploy's user group.
+const OTHER_REPLICATION_GROUP: &str = "billing-cache";
+
+/// Removes the record, as after a deploy that failed before it wrote one.
+fn remove_record(harness: &Harness) {
+    let path = harness.emulator.output_file(RECORD_FILE);
+    std::fs::remove_file(&path).unwrap_or_else(|error| panic!("removing {path}: {error}"));
+}
+
+#[tokio::test]
+async fn destroy_without_record_finds_by_name() {
+    let (harness, record) = Harness::deployed(&default_settings()).await;
+    remove_record(&harness);
+    let files_before = snapshot(&harness.emulator.output_dir);
+
+    harness.destroy().await.expect("destroy succeeds");
+
+    assert_eq!(harness.calls.count("ElastiCache:DeleteReplicationGroup"), 1);
+    assert!(harness.calls.deleted_replication_group(DEFAULT_NAME), "DeleteReplicationGroup names {DEFAULT_NAME}");
+    let groups = harness.replication_groups().await;
+    assert_eq!(groups.len(), 1, "moto keeps the deleted group: {groups:#?}");
+    assert_eq!(groups[0].status(), Some("deleting"), "moto shows the deletion");
+    assert_eq!(harness.mocked.state().deleted_user_groups, [DEFAULT_NAME]);
+    let user_groups = harness.mocked.state().user_groups.clone();
+    assert!(user_groups.is_empty(), "no user group left: {user_groups:?}");
+    for user_id in [&record.app_user_id, &record.default_user_id] {
+        let status = harness.user_status(user_id).await;
+        assert!(matches!(status.as_deref(), None | Some("deleting")), "user {user_id} is {status:?}");
+    }
+    assert_eq!(harness.mocked.state().deleted_subnet_groups, [DEFAULT_NAME]);
+    assert!(harness.security_groups(DEFAULT_NAME).await.is_empty(), "security group {} deleted", record.security_group_id);
+    // Without a record the destroy cannot tell whether the generated files point at this backend.
+    assert_eq!(snapshot(&harness.emulator.output_dir), files_before, "no file written or removed");
+}
+
+#[tokio::test]
+async fn destroy_without_record_spares_shared_group() {
+    let (harness, record) = Harness::deployed(&default_settings()).await;
+    remove_record(&harness);
+    harness.mocked.state().other_replication_groups.insert(DEFAULT_NAME.to_owned(), vec![OTHER_REPLICATION_GROUP.to_owned()]);
+    let files_before = snapshot(&harness.emulator.output_dir);
+    let start = harness.calls.len();
+
+    let error = harness.destroy().await.unwrap_err();
+
+    let message = format!("{error:#}");
+    assert!(message.contains(&format!("user group {DEFAULT_NAME} serves {OTHER_REPLICATION_GROUP}")), "{message}");
+    assert!(message.contains("nothing was deleted"), "{message}");
+    let operations = harness.calls.operations_since(start);
+    assert_eq!(harness.calls.mutating_since(start), Vec::<String>::new(), "only lookups: {operations:#?}");
+    let groups = harness.replication_groups().await;
+    assert_eq!(groups.len(), 1, "one replication group: {groups:#?}");
+    assert_eq!(groups[0].status(), Some("available"), "the replication group is kept");
+    assert!(harness.mocked.state().user_groups.contains_key(DEFAULT_NAME), "the user group is kept");
+    for user_id in [&record.app_user_id, &record.default_user_id] {
+        assert_eq!(harness.user_status(user_id).await.as_deref(), Some("active"), "user {user_id} is kept");
+    }
+    assert!(harness.mocked.state().deleted_subnet_groups.is_empty(), "the cache subnet group is kept");
+    assert_eq!(harness.security_groups(DEFAULT_NAME).await.len(), 1, "the security group is kept");
+    assert_eq!(snapshot(&harness.emulator.output_dir), files_before, "no file written or removed");
+}
+
+/// A replication group with the settings' name that logs in through another user group is not a
+/// leftover of this tool, so a destroy without a record keeps it.
+#[tokio::test]
+async fn destroy_without_record_spares_foreign_group() {
+    let harness = Harness::start(&default_settings()).await;
+    harness
+        .moto_elasticache
+        .create_replication_group()
+        .replication_group_id(DEFAULT_NAME)
+        .replication_group_description("someone else's group")
+        .engine("valkey")
+        .cache_node_type("cache.t4g.micro")
+        .user_group_ids(OTHER_REPLICATION_GROUP)
+        .send()
+        .await
+        .expect("CreateReplicationGroup on moto");
+
+    let error = harness.destroy().await.unwrap_err();
+
+    let message = format!("{error:#}");
+    assert!(message.contains(&format!("replication group {DEFAULT_NAME} uses user group {OTHER_REPLICATION_GROUP}")), "{message}");
+    assert_eq!(harness.calls.mutating_since(0), Vec::<String>::new(), "only lookups");
+    let groups = harness.replication_groups().await;
+    assert_eq!(groups.len(), 1, "the group is kept: {groups:#?}");
+}
+
+#[tokio::test]
+async fn destroy_with_nothing_writes_nothing() {
+    let harness = Harness::start(&default_settings()).await;
+    let files_before = snapshot(&harness.emulator.output_dir);
+
+    harness.destroy().await.expect("destroying nothing succeeds");
+
+    let operations = harness.calls.operations_since(0);
+    assert!(!operations.is_empty(), "the destroy looked for resources by name");
+    assert_eq!(harness.calls.mutating_since(0), Vec::<String>::new(), "only lookups: {operations:#?}");
+    assert_eq!(snapshot(&harness.emulator.output_dir), files_before, "no file written");
 }
 
 // ---------------------------------------------------------------------------------------------

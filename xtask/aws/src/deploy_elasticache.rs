@@ -273,15 +273,9 @@ async fn ensure_users(
             users::create_default_user(client, &default_user_id).await?;
             eprintln!("created user {default_user_id} (user name `default`, switched off)");
         }
-        // A `default` user that is on would let any client in without a password.
+        // A `default` user that is on would let any client in without a password. One with
+        // another user name stopped the deploy in `conflicts`.
         Some(user) if !user.is_disabled_default() => {
-            if user.name != "default" {
-                bail!(
-                    "user {default_user_id} has user name `{}`, not `default`, and ElastiCache cannot rename a user: \
-                     delete it with `aws elasticache delete-user --user-id {default_user_id}` and deploy again",
-                    user.name
-                );
-            }
             users::disable_default_user(client, &default_user_id).await?;
             eprintln!(
                 "switched user {default_user_id} off again (it had access `{}` and authentication `{}`)",

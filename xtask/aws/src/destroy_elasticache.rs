@@ -18,7 +18,7 @@ use crate::deploy_redis::Prepared;
 use crate::destroy_redis::delete_security_group;
 use crate::ec2::readiness::Backoff;
 use crate::ec2::sdk_error;
-use crate::ec2::network::find_vpc;
+use crate::ec2::network::find_vpc_if_any;
 use crate::ec2::security_group::find_redis_group;
 use crate::elasticache::replication_group::{delete_replication_group, find_replication_group, wait_until_deleted};
 use crate::elasticache::subnet_group::find_subnet_group;
@@ -150,9 +150,9 @@ async fn find_unrecorded(clients: &Clients, settings: &Settings) -> anyhow::Resu
         find_user(client, &default_user_id),
         find_subnet_group(client, name),
     )?;
-    let security_group = match find_vpc(&clients.ec2, settings.vpc_name.as_str()).await {
-        Ok(vpc) => find_redis_group(&clients.ec2, &vpc, name).await?,
-        Err(_) => None,
+    let security_group = match find_vpc_if_any(&clients.ec2, settings.vpc_name.as_str()).await? {
+        Some(vpc) => find_redis_group(&clients.ec2, &vpc, name).await?,
+        None => None,
     };
     let nothing = replication_group.is_none()
         && user_group.is_none()
@@ -165,6 +165,9 @@ async fn find_unrecorded(clients: &Clients, settings: &Settings) -> anyhow::Resu
     }
 
     let mut foreign = Vec::new();
+    if let Some(group) = &replication_group {
+        foreign.extend(group.user_group_ids.iter().filter(|id| *id != name).map(|id| format!("replication group {name} uses user group {id}")));
+    }
     if let Some(group) = &user_group {
         foreign.extend(group.replication_groups.iter().filter(|group| *group != name).map(|group| format!("user group {name} serves {group}")));
     }

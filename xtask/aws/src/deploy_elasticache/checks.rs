@@ -9,8 +9,8 @@ use super::Found;
 use crate::elasticache::replication_group::ReplicationGroup;
 
 /// Lists what stops a deploy before it changes anything, each with its fix: resources with this
-/// deploy's names that serve someone else, a record of another group, a failed group, and an app
-/// user with another user name. Taking over such a resource would cut off its clients or hand
+/// deploy's names that serve someone else, a record of another group, a failed group, and users
+/// with another user name. Taking over such a resource would cut off its clients or hand
 /// them this deploy's password.
 pub fn conflicts(found: &Found, settings: &Settings, recorded: Option<&ElastiCacheRecord>, region: &str) -> Vec<String> {
     let cache = &settings.elasticache;
@@ -59,6 +59,18 @@ pub fn conflicts(found: &Found, settings: &Settings, recorded: Option<&ElastiCac
             user.id,
             user.name,
             settings.redis_user
+        ));
+    }
+
+    // Checked here, before any change, because ElastiCache cannot rename a user, so the deploy
+    // could not finish anyway.
+    if let Some(user) = &found.default_user
+        && user.name != "default"
+    {
+        conflicts.push(format!(
+            "user {} has user name `{}`, not `default`, and ElastiCache cannot rename a user: delete it with `aws \
+             elasticache delete-user --user-id {}` and deploy again",
+            user.id, user.name, user.id
         ));
     }
 

@@ -42,8 +42,8 @@ where
     match (error.code(), error.message(), error.raw_response()) {
         (Some(code), Some(message), _) => anyhow::anyhow!("{operation} failed: {code}: {message}"),
         (Some(code), None, _) => anyhow::anyhow!("{operation} failed: {code}"),
-        // Emulators answer an action they do not implement this way, and its HTML page would
-        // bury the one fact that matters.
+        // Emulators respond this way to an action they do not implement, and their HTML page
+        // would bury the one fact that matters.
         (None, _, Some(response)) => anyhow::anyhow!(
             "{operation} failed: the endpoint returned HTTP {} without an AWS error in the body; an emulator \
              may not implement {operation}",

@@ -26,6 +26,14 @@ pub struct SecurityGroup {
 
 /// Finds the one VPC with Name tag `name`; none or several is an error that lists what matched.
 pub async fn find_vpc(client: &Client, name: &str) -> anyhow::Result<Vpc> {
+    match find_vpc_if_any(client, name).await? {
+        Some(vpc) => Ok(vpc),
+        None => bail!("VPC with Name tag `{name}` not found in this region: check `vpc_name` in the settings and the region"),
+    }
+}
+
+/// Finds the one VPC with Name tag `name`, or `None` when there is none; several is an error.
+pub async fn find_vpc_if_any(client: &Client, name: &str) -> anyhow::Result<Option<Vpc>> {
     let output = client
         .describe_vpcs()
         .filters(filter("tag:Name", name))
@@ -34,12 +42,10 @@ pub async fn find_vpc(client: &Client, name: &str) -> anyhow::Result<Vpc> {
         .map_err(|error| sdk_error("DescribeVpcs", error))?;
     let vpcs = output.vpcs();
     match vpcs {
-        [] => bail!(
-            "VPC with Name tag `{name}` not found in this region: check `vpc_name` in the settings and the region"
-        ),
+        [] => Ok(None),
         [vpc] => {
             let id = vpc.vpc_id().ok_or_else(|| missing_field("DescribeVpcs", "VpcId"))?;
-            Ok(Vpc { id: id.to_owned(), name: name.to_owned() })
+            Ok(Some(Vpc { id: id.to_owned(), name: name.to_owned() }))
         }
         several => {
             let ids: Vec<&str> = several.iter().filter_map(|vpc| vpc.vpc_id()).collect();
