@@ -292,6 +292,9 @@ async fn ensure_users(
         eprintln!("created user {app_user_id} (user name `{user_name}`, password from SSM parameter {})", password.name);
         return Ok(());
     };
+    // NOTE: before the first record, as when a rerun resumes a wait, the user's password is
+    // unknown and is set again. Whether ElastiCache accepts that while the group is `creating`
+    // has not been tried on AWS.
     let password_known = recorded.is_some_and(|record| record.redis_password_sha256 == password.sha256);
     if !password_known || user.access_string != users::app_user_access() {
         users::modify_app_user(client, &app_user_id, secret).await?;
