@@ -198,3 +198,22 @@ fn switch_without_deploy_leaves_outputs_alone() {
         assert_eq!(std::fs::read_to_string(&options).unwrap(), before, "{arguments:?} must not write");
     }
 }
+
+/// ElastiCache cannot rename a user, so a `redis_user` that differs from the recorded user name
+/// would send the app servers to a user that does not exist.
+#[test]
+fn changed_redis_user_is_rejected_for_elasticache() {
+    let (_guard, output_dir) = fresh_outputs();
+    write_elasticache_record(&output_dir);
+    let settings = write_settings_with_backend(&output_dir, "elasticache\nredis_user: sessions");
+    let options = output_dir.join("openemr/.ebextensions/00-options.config");
+    let before = std::fs::read_to_string(&options).unwrap();
+
+    let output = xtask(&output_dir, &["codegen", "--settings", settings.as_str()]).output().unwrap();
+
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{}", describe(&output));
+    assert!(stderr.contains("sets `redis_user: sessions`"), "{stderr}");
+    assert!(stderr.contains("has user name `openemr`"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(&options).unwrap(), before, "nothing is written");
+}

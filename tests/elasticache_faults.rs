@@ -597,6 +597,7 @@ fn expected_record(password_sha256: &str) -> ElastiCacheRecord {
         replicas: 1,
         user_group_id: CACHE_NAME.to_owned(),
         app_user_id: APP_USER_ID.to_owned(),
+        app_user_name: "openemr".to_owned(),
         default_user_id: DEFAULT_USER_ID.to_owned(),
         primary_endpoint: PRIMARY_ENDPOINT.to_owned(),
         port: PORT,
@@ -1191,7 +1192,7 @@ async fn shared_user_group_stops_deploy() {
 
     let problems = problem_lines(&message);
     assert_eq!(problems.len(), 1, "one conflict: {message}");
-    let expected = format!("user group {CACHE_NAME} also serves replication group(s) {OTHER_REPLICATION_GROUP}, which");
+    let expected = format!("user group {CACHE_NAME} also serves {OTHER_REPLICATION_GROUP}, which");
     assert!(problems[0].contains(&expected), "names only the other group: {message}");
     assert!(problems[0].contains("choose another `elasticache.name`"), "gives the fix: {message}");
 }
@@ -1290,7 +1291,7 @@ async fn dry_run_warns_about_conflicts() {
     let prefix = format!("warning: replication group {CACHE_NAME}: ");
     let record_warning = format!("{prefix}generated/elasticache.yaml records replication group openemr-old");
     assert!(text.contains(&record_warning), "{text}");
-    let user_group_warning = format!("{prefix}user group {CACHE_NAME} also serves replication group(s) {OTHER_REPLICATION_GROUP}");
+    let user_group_warning = format!("{prefix}user group {CACHE_NAME} also serves {OTHER_REPLICATION_GROUP}");
     assert!(text.contains(&user_group_warning), "{text}");
 }
 
@@ -1345,9 +1346,13 @@ async fn dry_run_plans_default_user_repair() {
     // The plan is built again from the same lookups, since the dry run prints it on stdout.
     let clients = account.clients();
     let settings = &workspace.prepared.settings;
-    let found = deploy_elasticache::look_up(&clients, settings).await.expect("lookups succeed");
+    let mut found = deploy_elasticache::look_up(&clients, settings).await.expect("lookups succeed");
     let problems = deploy_elasticache::conflicts(&found, settings, None, REGION);
     assert_eq!(problems, Vec::<String>::new(), "a default user that is on is repaired, not a conflict");
+    // As after a deploy whose record shows the password in SSM, so the app user needs nothing.
+    let password = xtask_aws::ssm::find_password(&clients.ssm, PARAMETER_NAME).await.expect("GetParameter succeeds");
+    found.recorded_password_sha256 = password.as_ref().map(|password| password.sha256.clone());
+    found.password = password;
     let rows = deploy_elasticache::plan_rows(&workspace.prepared, &found);
     let user_action = |id: &str| {
         let row = rows.iter().find(|row| row.resource == "user" && row.subject == id);
@@ -1374,4 +1379,43 @@ async fn renamed_default_user_stops_deploy() {
     assert!(problems[0].contains(&format!("`aws elasticache delete-user --user-id {DEFAULT_USER_ID}`")), "gives the fix: {message}");
     account.assert_nothing_created();
     assert_eq!(account.modify_user.num_calls(), 0, "the user is not changed");
+}
+
+/// An app user that someone switched to no password lets anyone in. So the deploy gives it the
+/// password from SSM again, even when the record shows that password.
+#[tokio::test(start_paused = true)]
+async fn passwordless_app_user_gets_password_again() {
+    let workspace = Workspace::new();
+    workspace.write_record(&test_password_sha256());
+    let mut account = Account::deployed();
+    let passwordless = existing_user_builder(APP_USER_ID, "openemr", &app_access())
+        .authentication(Authentication::builder().r#type(AuthenticationType::NoPassword).build())
+        .build();
+    account.describe_app_user = describe_user_rule(APP_USER_ID, passwordless);
+
+    run_deploy(&account, &workspace, &default_flags()).await.expect("deploy succeeds");
+
+    let inputs = account.modify_user_inputs.all();
+    assert_eq!(inputs.len(), 1, "one ModifyUser: {inputs:?}");
+    assert_eq!(inputs[0].user_id(), Some(APP_USER_ID));
+    let mode = inputs[0].authentication_mode().expect("the request sets the authentication");
+    assert_eq!(mode.r#type(), Some(&InputAuthenticationType::Password));
+}
+
+/// ElastiCache user groups serve serverless caches too; changing the users of one would cut its
+/// clients off.
+#[tokio::test(start_paused = true)]
+async fn user_group_of_serverless_cache_stops_deploy() {
+    let workspace = Workspace::new();
+    let mut account = Account::deployed();
+    account.describe_user_group = mock!(aws_sdk_elasticache::Client::describe_user_groups).then_output(|| {
+        let group = user_group_builder("active").replication_groups(CACHE_NAME).serverless_caches("their-cache").build();
+        DescribeUserGroupsOutput::builder().user_groups(group).build()
+    });
+
+    let message = deploy_stopped_by_conflict(&account, &workspace).await;
+
+    let problems = problem_lines(&message);
+    assert_eq!(problems.len(), 1, "one conflict: {message}");
+    assert!(problems[0].contains(&format!("user group {CACHE_NAME} also serves serverless cache their-cache")), "{message}");
 }

@@ -806,6 +806,48 @@ async fn status_reports_changed_redis_user() {
     assert!(detail.contains("set `redis_user` back"), "gives the fix: {detail}");
 }
 
+/// A renamed `elasticache.name` is reported once, as a rename, and the recorded group is still
+/// compared under its own name.
+#[tokio::test]
+async fn status_reports_renamed_group() {
+    let (mut harness, record) = Harness::deployed(&default_settings()).await;
+    harness.change_settings(&format!("{}elasticache:\n  name: renamed-sessions\n", default_settings()));
+
+    let report = harness.status(&record).await;
+
+    assert!(!report.in_sync, "{report:#?}");
+    assert_eq!(drifted_checks(&report), ["name"], "only the name drifted: {report:#?}");
+    let detail = check_detail(&report, "name");
+    assert!(detail.contains(&format!("the settings name `renamed-sessions`, the record {DEFAULT_NAME}")), "{detail}");
+}
+
+/// An app user that someone switched to no password lets anyone in as that user.
+#[tokio::test]
+async fn status_reports_app_user_without_password() {
+    let (harness, record) = Harness::deployed(&default_settings()).await;
+    let id = &record.app_user_id;
+    harness.moto_elasticache.delete_user().user_id(id).send().await.expect("DeleteUser on moto");
+    // moto drops a deleted user only at its next lookup.
+    let _ = harness.user_status(id).await;
+    harness
+        .moto_elasticache
+        .create_user()
+        .user_id(id)
+        .user_name("openemr")
+        .engine("valkey")
+        .access_string(xtask_aws::elasticache::users::app_user_access())
+        .no_password_required(true)
+        .send()
+        .await
+        .expect("CreateUser on moto");
+
+    let report = harness.status(&record).await;
+
+    assert_eq!(drifted_checks(&report), ["app_user"], "only the app user drifted: {report:#?}");
+    let detail = check_detail(&report, "app_user");
+    assert!(detail.contains("authentication `no-password`"), "{detail}");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Destroy
 
@@ -939,10 +981,55 @@ async fn destroy_without_record_spares_foreign_group() {
     let error = harness.destroy().await.unwrap_err();
 
     let message = format!("{error:#}");
-    assert!(message.contains(&format!("replication group {DEFAULT_NAME} uses user group {OTHER_REPLICATION_GROUP}")), "{message}");
+    let expected = format!("replication group {DEFAULT_NAME} logs in through user groups [{OTHER_REPLICATION_GROUP}]");
+    assert!(message.contains(&expected), "{message}");
     assert_eq!(harness.calls.mutating_since(0), Vec::<String>::new(), "only lookups");
     let groups = harness.replication_groups().await;
     assert_eq!(groups.len(), 1, "the group is kept: {groups:#?}");
+}
+
+/// A replication group without any user group is no group this tool made either.
+#[tokio::test]
+async fn destroy_without_record_spares_group_without_users() {
+    let harness = Harness::start(&default_settings()).await;
+    harness
+        .moto_elasticache
+        .create_replication_group()
+        .replication_group_id(DEFAULT_NAME)
+        .replication_group_description("someone else's group")
+        .engine("valkey")
+        .cache_node_type("cache.t4g.micro")
+        .send()
+        .await
+        .expect("CreateReplicationGroup on moto");
+
+    let error = harness.destroy().await.unwrap_err();
+
+    let message = format!("{error:#}");
+    assert!(message.contains(&format!("replication group {DEFAULT_NAME} logs in through user groups []")), "{message}");
+    assert_eq!(harness.calls.mutating_since(0), Vec::<String>::new(), "only lookups");
+}
+
+/// A security group with the settings' name, and no ElastiCache resource beside it, is no trace of
+/// this backend: another tool may own it.
+#[tokio::test]
+async fn destroy_without_record_ignores_lone_security_group() {
+    let harness = Harness::start(&default_settings()).await;
+    harness
+        .emulator
+        .client
+        .create_security_group()
+        .group_name(DEFAULT_NAME)
+        .description("a group of the same name")
+        .vpc_id(&harness.emulator.network.vpc_id)
+        .send()
+        .await
+        .expect("CreateSecurityGroup on moto");
+
+    harness.destroy().await.expect("destroying nothing succeeds");
+
+    assert_eq!(harness.calls.mutating_since(0), Vec::<String>::new(), "only lookups");
+    assert_eq!(harness.security_groups(DEFAULT_NAME).await.len(), 1, "the group is kept");
 }
 
 #[tokio::test]

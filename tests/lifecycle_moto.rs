@@ -525,6 +525,26 @@ async fn destroy_of_other_backend_keeps_redis_ip() {
     assert_eq!(emulator.read_output("openemr/.ebextensions/00-options.config"), before, "REDIS_IP still points at ElastiCache");
 }
 
+/// Destroying the selected backend while the other one is deployed would leave REDIS_IP empty, so
+/// it stops before any request.
+#[tokio::test]
+async fn destroy_of_selected_backend_waits_for_switch() {
+    let emulator = Emulator::start().await;
+    deploy(&emulator);
+    let golden = Project::from_manifest_dir().root().join("tests/golden/elasticache.yaml");
+    std::fs::copy(&golden, emulator.output_file("generated/elasticache.yaml")).unwrap();
+    let before = snapshot(&emulator.output_dir);
+
+    let output = emulator.run(&["destroy-redis", "--disable-termination-protection"]);
+
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    let stderr = stderr_text(&output);
+    assert!(stderr.contains("and the elasticache backend is deployed too"), "{}", describe(&output));
+    assert!(stderr.contains("Set `backend: elasticache` and run `cargo xtask deploy-redis`"), "{}", describe(&output));
+    assert_eq!(snapshot(&emulator.output_dir), before, "no file changed");
+    assert_eq!(emulator.live_instances().await.len(), 1, "the instance keeps running");
+}
+
 #[tokio::test]
 async fn destroy_after_replace_deletes_group() {
     let emulator = Emulator::start().await;

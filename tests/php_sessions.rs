@@ -299,6 +299,9 @@ fn hook_refuses_a_redis_ip_that_would_break_the_ini() {
         ".",
         "redis.example.com.",
         "-redis.example.com",
+        "a..b",
+        "a.-b",
+        "a-.b",
     ] {
         assert_hook_refuses(GetConfig::Prints(value), &format!("REDIS_IP {value:?}"));
     }

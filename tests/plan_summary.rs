@@ -140,6 +140,7 @@ fn elasticache_found() -> xtask_aws::deploy_elasticache::Found {
         user_group: None,
         replication_group: None,
         password: None,
+        recorded_password_sha256: None,
     }
 }
 

@@ -7,7 +7,7 @@ use sha2::{Digest, Sha256};
 
 use crate::generated::{self, GeneratedFile};
 use crate::project::Project;
-use crate::record::{DeploymentRecord, Records, SessionStore};
+use crate::record::{DeploymentRecord, ElastiCacheRecord, Records, SessionStore};
 use crate::render;
 use crate::settings::{Backend, Settings};
 
@@ -156,10 +156,32 @@ pub fn render_all(inputs: &Inputs<'_>) -> anyhow::Result<Vec<GeneratedFile>> {
         read_recorded_ca_file(inputs.project, record)?;
     }
     let store = selected_store(inputs, &records)?;
+    if inputs.settings.backend == Backend::Elasticache
+        && let Some(record) = &records.elasticache
+    {
+        check_app_user_name(inputs, record)?;
+    }
     let password_sha256 = records.instance.as_ref().and_then(|record| record.redis_password_sha256.as_deref());
     let mut files = vec![render_user_data(inputs, password_sha256)?];
     files.extend(render_ebextensions(inputs, store)?);
     Ok(files)
+}
+
+/// Checks that `REDIS_USER`, written from the settings, names the user ElastiCache has, since
+/// ElastiCache cannot rename a user and the app servers would fail to log in.
+fn check_app_user_name(inputs: &Inputs<'_>, record: &ElastiCacheRecord) -> anyhow::Result<()> {
+    let expected = inputs.settings.redis_user.as_str();
+    if record.app_user_name != expected {
+        bail!(
+            "{} sets `redis_user: {expected}`, but the ElastiCache user {} in generated/elasticache.yaml has user name \
+             `{}`, which ElastiCache cannot rename: set `redis_user` back, or remove the backend with `cargo xtask \
+             destroy-redis --backend elasticache` and deploy it again",
+            inputs.settings_name,
+            record.app_user_id,
+            record.app_user_name
+        );
+    }
+    Ok(())
 }
 
 /// Returns the session store of the backend the settings select. When only the other backend

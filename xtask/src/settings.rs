@@ -74,7 +74,22 @@ impl Settings {
                  `file_system_id` (see {SETTINGS_REFERENCE})"
             );
         }
-        serde_yaml::from_str(text).map_err(|error| yaml_error(path, &error))
+        let settings: Settings = serde_yaml::from_str(text).map_err(|error| yaml_error(path, &error))?;
+        settings.check_names(path)?;
+        Ok(settings)
+    }
+
+    /// Checks the rules that span keys: each backend names its own security group, so the two
+    /// names must differ, or one backend's destroy would delete the group the other still uses.
+    fn check_names(&self, path: &Utf8Path) -> anyhow::Result<()> {
+        if self.elasticache.name.as_str() == self.instance_name.as_str() {
+            bail!(
+                "{path}: `instance_name` and `elasticache.name` are both `{}`, and each names the security group of its \
+                 backend: give them different names (see {SETTINGS_REFERENCE})",
+                self.instance_name
+            );
+        }
+        Ok(())
     }
 
     /// Returns the EC2 architecture that the instance type runs, which picks the Ubuntu image.

@@ -56,6 +56,8 @@ pub struct Found {
     pub user_group: Option<UserGroup>,
     pub replication_group: Option<ReplicationGroup>,
     pub password: Option<PasswordParameter>,
+    /// SHA-256 of the app user's password as the record stores it, when there is a record.
+    pub recorded_password_sha256: Option<String>,
 }
 
 impl Found {
@@ -115,7 +117,19 @@ pub async fn look_up(clients: &Clients, settings: &Settings) -> anyhow::Result<F
             vpc.id
         );
     }
-    Ok(Found { vpc, subnets, app_group, security_group, subnet_group, app_user, default_user, user_group, replication_group, password: None })
+    Ok(Found {
+        vpc,
+        subnets,
+        app_group,
+        security_group,
+        subnet_group,
+        app_user,
+        default_user,
+        user_group,
+        replication_group,
+        password: None,
+        recorded_password_sha256: None,
+    })
 }
 
 fn check_zones(subnets: &[NamedSubnet]) -> anyhow::Result<()> {
@@ -165,6 +179,7 @@ pub async fn deploy(
     let mut found = look_up(clients, settings).await?;
     let parameter_name = settings.redis_password_parameter.as_str();
     let recorded = Records::load(project)?.elasticache;
+    found.recorded_password_sha256 = recorded.as_ref().map(|record| record.redis_password_sha256.clone());
     let mut problems = conflicts(&found, settings, recorded.as_ref(), region);
     if let Some(group) = &found.replication_group {
         problems.extend(replication_group_drift(group, settings));
@@ -229,6 +244,7 @@ pub async fn deploy(
         replicas: u32::try_from(group.replicas()).unwrap_or(u32::MAX),
         user_group_id: cache.name.as_str().to_owned(),
         app_user_id: cache.app_user_id(),
+        app_user_name: settings.redis_user.as_str().to_owned(),
         default_user_id: cache.default_user_id(),
         primary_endpoint,
         port,
@@ -296,7 +312,7 @@ async fn ensure_users(
     // unknown and is set again. Whether ElastiCache accepts that while the group is `creating`
     // has not been tried on AWS.
     let password_known = recorded.is_some_and(|record| record.redis_password_sha256 == password.sha256);
-    if !password_known || user.access_string != users::app_user_access() {
+    if !password_known || !user.is_app_user() {
         users::modify_app_user(client, &app_user_id, secret).await?;
         eprintln!("set the password (from SSM parameter {}, version {}) and access of user {app_user_id}", password.name, password.version);
     }
@@ -455,10 +471,20 @@ pub fn plan_rows(prepared: &Prepared, found: &Found) -> Vec<PlanRow> {
         Some(_) => Action::Reuse,
     };
     rows.push(row("user", cache.default_user_id(), default_user_action, "user name `default`, switched off".to_owned()));
+    // The deploy sets the password again when the record does not show the one in SSM.
+    let password_known = match (&found.password, &found.recorded_password_sha256) {
+        (Some(password), Some(recorded)) => &password.sha256 == recorded,
+        _ => false,
+    };
+    let app_user_action = match &found.app_user {
+        None => Action::Create,
+        Some(user) if !user.is_app_user() || !password_known => Action::Repair,
+        Some(_) => Action::Reuse,
+    };
     rows.push(row(
         "user",
         cache.app_user_id(),
-        create_or_reuse(found.app_user.is_some()),
+        app_user_action,
         format!("user name `{}`, password from SSM parameter {}", settings.redis_user, settings.redis_password_parameter),
     ));
     let user_group_action = match &found.user_group {
@@ -493,11 +519,16 @@ pub fn expected_record(prepared: &Prepared, region: &str, found: &Found) -> Elas
         subnet_group_name: cache.name.as_str().to_owned(),
         subnet_ids: found.subnet_ids(),
         replication_group_id: cache.name.as_str().to_owned(),
-        engine_version: cache.engine_version.as_str().to_owned(),
+        engine_version: found
+            .replication_group
+            .as_ref()
+            .and_then(|group| group.engine_version.clone())
+            .unwrap_or_else(|| cache.engine_version.as_str().to_owned()),
         node_type: cache.node_type.as_str().to_owned(),
         replicas: cache.replicas.get(),
         user_group_id: cache.name.as_str().to_owned(),
         app_user_id: cache.app_user_id(),
+        app_user_name: prepared.settings.redis_user.as_str().to_owned(),
         default_user_id: cache.default_user_id(),
         primary_endpoint: endpoint.as_ref().map_or_else(|| "<assigned by ElastiCache>".to_owned(), |(host, _)| host.clone()),
         port: endpoint.map_or(codegen::REDIS_PORT, |(_, port)| port),

@@ -19,7 +19,7 @@ use crate::destroy_redis::delete_security_group;
 use crate::ec2::readiness::Backoff;
 use crate::ec2::sdk_error;
 use crate::ec2::network::find_vpc_if_any;
-use crate::ec2::security_group::find_redis_group;
+use crate::ec2::security_group::find_managed_group;
 use crate::elasticache::replication_group::{delete_replication_group, find_replication_group, wait_until_deleted};
 use crate::elasticache::subnet_group::find_subnet_group;
 use crate::elasticache::users::{delete_user, delete_user_group, find_user, find_user_group};
@@ -150,29 +150,42 @@ async fn find_unrecorded(clients: &Clients, settings: &Settings) -> anyhow::Resu
         find_user(client, &default_user_id),
         find_subnet_group(client, name),
     )?;
-    let security_group = match find_vpc_if_any(&clients.ec2, settings.vpc_name.as_str()).await? {
-        Some(vpc) => find_redis_group(&clients.ec2, &vpc, name).await?,
-        None => None,
-    };
+    // A security group alone is no trace of an ElastiCache deploy, because the deploy goes on to
+    // create ElastiCache resources. Anything that shares the name may own it.
     let nothing = replication_group.is_none()
         && user_group.is_none()
         && app_user.is_none()
         && default_user.is_none()
-        && subnet_group.is_none()
-        && security_group.is_none();
+        && subnet_group.is_none();
     if nothing {
         return Ok(None);
     }
+    let security_group = match find_vpc_if_any(&clients.ec2, settings.vpc_name.as_str()).await? {
+        Some(vpc) => find_managed_group(&clients.ec2, &vpc, name).await?,
+        None => None,
+    };
 
     let mut foreign = Vec::new();
-    if let Some(group) = &replication_group {
-        foreign.extend(group.user_group_ids.iter().filter(|id| *id != name).map(|id| format!("replication group {name} uses user group {id}")));
+    if let Some(group) = &replication_group
+        && group.user_group_ids != [name]
+    {
+        foreign.push(format!("replication group {name} logs in through user groups [{}]", group.user_group_ids.join(", ")));
     }
     if let Some(group) = &user_group {
-        foreign.extend(group.replication_groups.iter().filter(|group| *group != name).map(|group| format!("user group {name} serves {group}")));
+        foreign.extend(group.other_users_of(name).into_iter().map(|user| format!("user group {name} serves {user}")));
     }
     for user in [&app_user, &default_user].into_iter().flatten() {
         foreign.extend(user.other_groups(name).into_iter().map(|group| format!("user {} belongs to {group}", user.id)));
+    }
+    if let Some(user) = &app_user
+        && user.name != settings.redis_user.as_str()
+    {
+        foreign.push(format!("user {} has user name `{}`, not `{}`", user.id, user.name, settings.redis_user));
+    }
+    if let Some(user) = &default_user
+        && user.name != "default"
+    {
+        foreign.push(format!("user {} has user name `{}`, not `default`", user.id, user.name));
     }
     if !foreign.is_empty() {
         bail!(

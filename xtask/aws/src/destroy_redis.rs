@@ -31,7 +31,9 @@ const GROUP_RELEASE_TIMEOUT: Duration = Duration::from_secs(300);
 
 pub async fn run(project: &Project, settings_path: &Utf8Path, flags: &DestroyRedis) -> anyhow::Result<()> {
     let prepared = Prepared::load(project, settings_path)?;
-    if BackendFlag::or_selected(flags.backend, prepared.settings.backend) == Backend::Elasticache {
+    let backend = BackendFlag::or_selected(flags.backend, prepared.settings.backend);
+    check_not_serving(project, &prepared, backend)?;
+    if backend == Backend::Elasticache {
         return crate::destroy_elasticache::run(project, &prepared).await;
     }
     let record_path = project.deployment_record();
@@ -47,6 +49,26 @@ pub async fn run(project: &Project, settings_path: &Utf8Path, flags: &DestroyRed
     delete_security_group(client, &record.security_group_id, Some(&record.instance_id)).await?;
     regenerate_without_record(project, &prepared)?;
     println!("destroyed instance {} and security group {}", record.instance_id, record.security_group_id);
+    Ok(())
+}
+
+/// Stops a destroy of the selected backend while the other one is deployed: REDIS_IP would be
+/// left empty, and codegen rejects that state, since the other backend could serve sessions.
+pub(crate) fn check_not_serving(project: &Project, prepared: &Prepared, destroying: Backend) -> anyhow::Result<()> {
+    let selected = prepared.settings.backend;
+    let other = match selected {
+        Backend::Instance => Backend::Elasticache,
+        Backend::Elasticache => Backend::Instance,
+    };
+    let records = Records::load(project)?;
+    if destroying == selected && records.session_store(selected).is_some() && records.session_store(other).is_some() {
+        bail!(
+            "{} selects `backend: {selected}`, and the {other} backend is deployed too: destroying the selected one would \
+             leave REDIS_IP empty. Nothing was changed. Set `backend: {other}` and run `cargo xtask deploy-redis` to \
+             point REDIS_IP at it first, or destroy the other one with `--backend {other}`",
+            prepared.settings_name
+        );
+    }
     Ok(())
 }
 

@@ -27,6 +27,8 @@ pub struct ElastiCacheRecord {
     pub replicas: u32,
     pub user_group_id: String,
     pub app_user_id: String,
+    /// User name of the app user, which `REDIS_USER` must equal; ElastiCache cannot rename a user.
+    pub app_user_name: String,
     pub default_user_id: String,
     /// Host name of the primary endpoint, which follows the primary through a failover.
     pub primary_endpoint: String,
@@ -85,6 +87,7 @@ mod tests {
             replicas: 1,
             user_group_id: "openemr-sessions".into(),
             app_user_id: "openemr-sessions-app".into(),
+            app_user_name: "openemr".into(),
             default_user_id: "openemr-sessions-default".into(),
             primary_endpoint: "master.openemr-sessions.abc123.use1.cache.amazonaws.com".into(),
             port: 6379,

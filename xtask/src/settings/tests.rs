@@ -287,6 +287,12 @@ fn elasticache_section_is_read() {
 }
 
 #[test]
+fn backends_need_different_names() {
+    let message = parse_error(&format!("{MINIMAL}instance_name: sessions\nelasticache:\n  name: sessions\n"));
+    assert!(message.starts_with("deploy.yaml: `instance_name` and `elasticache.name` are both `sessions`"), "{message}");
+}
+
+#[test]
 fn unknown_backend_lists_the_backends() {
     let message = parse_error(&format!("{MINIMAL}backend: redis\n"));
     assert!(message.starts_with("deploy.yaml:4:"), "{message}");

@@ -34,7 +34,8 @@ if [[ -z "$redis_ip" ]]; then
     log "REDIS_IP is empty in the Beanstalk environment: run \`cargo xtask deploy-redis\`, commit openemr/.ebextensions/00-options.config and deploy again"
     exit 1
 fi
-if [[ ! "$redis_ip" =~ ^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$ ]]; then
+label='[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?'
+if [[ ! "$redis_ip" =~ ^$label(\.$label)*$ ]]; then
     log "invalid REDIS_IP '$redis_ip': expected an IP address or a host name"
     exit 1
 fi

@@ -28,12 +28,12 @@ pub fn conflicts(found: &Found, settings: &Settings, recorded: Option<&ElastiCac
     }
 
     if let Some(group) = &found.user_group {
-        let others: Vec<&String> = group.replication_groups.iter().filter(|group| *group != name).collect();
+        let others = group.other_users_of(name);
         if !others.is_empty() {
             conflicts.push(format!(
-                "user group {name} also serves replication group(s) {}, which changing its users would cut off: choose \
-                 another `elasticache.name`",
-                others.iter().map(|group| group.as_str()).collect::<Vec<_>>().join(", ")
+                "user group {name} also serves {}, which changing its users would cut off: choose another \
+                 `elasticache.name`",
+                others.join(", ")
             ));
         }
     }
@@ -54,8 +54,8 @@ pub fn conflicts(found: &Found, settings: &Settings, recorded: Option<&ElastiCac
     {
         conflicts.push(format!(
             "user {} has user name `{}`, but the settings ask for `{}`, and ElastiCache cannot rename a user: set \
-             `redis_user` back, or remove the backend with `cargo xtask destroy-redis --backend elasticache` and deploy \
-             again",
+             `redis_user` back, or, if generated/elasticache.yaml records this backend, remove it with `cargo xtask \
+             destroy-redis --backend elasticache` and deploy again",
             user.id,
             user.name,
             settings.redis_user

@@ -20,6 +20,30 @@ pub struct RedisGroup {
 /// Finds the group named `name` in `vpc`. One that this tool did not create is an error, since
 /// changing its rules could cut off whatever else uses it.
 pub async fn find_redis_group(client: &Client, vpc: &Vpc, name: &str) -> anyhow::Result<Option<RedisGroup>> {
+    let Some((group, managed)) = find_named_group(client, vpc, name).await? else {
+        return Ok(None);
+    };
+    if !managed {
+        bail!(
+            "security group `{name}` ({}) in VPC {} was not created by `cargo xtask deploy-redis`: rename it, \
+             or choose another name for the backend (`instance_name`, or `elasticache.name` for ElastiCache), \
+             which also names the group",
+            group.id,
+            vpc.id
+        );
+    }
+    Ok(Some(group))
+}
+
+/// Finds the group named `name` in `vpc` that this tool created, or `None` when there is none or
+/// it belongs to someone else.
+pub async fn find_managed_group(client: &Client, vpc: &Vpc, name: &str) -> anyhow::Result<Option<RedisGroup>> {
+    let group = find_named_group(client, vpc, name).await?;
+    Ok(group.filter(|(_, managed)| *managed).map(|(group, _)| group))
+}
+
+/// Finds the group named `name` in `vpc`, with whether it carries this tool's tag.
+async fn find_named_group(client: &Client, vpc: &Vpc, name: &str) -> anyhow::Result<Option<(RedisGroup, bool)>> {
     let output = client
         .describe_security_groups()
         .filters(filter("vpc-id", &vpc.id))
@@ -31,15 +55,8 @@ pub async fn find_redis_group(client: &Client, vpc: &Vpc, name: &str) -> anyhow:
         return Ok(None);
     };
     let id = group.group_id().ok_or_else(|| missing_field("DescribeSecurityGroups", "GroupId"))?;
-    if tag_value(group.tags(), MANAGED_BY_KEY) != Some(MANAGED_BY_VALUE) {
-        bail!(
-            "security group `{name}` ({id}) in VPC {} was not created by `cargo xtask deploy-redis`: rename it, \
-             or choose another name for the backend (`instance_name`, or `elasticache.name` for ElastiCache), \
-             which also names the group",
-            vpc.id
-        );
-    }
-    Ok(Some(RedisGroup { id: id.to_owned(), ingress: group.ip_permissions().to_vec() }))
+    let managed = tag_value(group.tags(), MANAGED_BY_KEY) == Some(MANAGED_BY_VALUE);
+    Ok(Some((RedisGroup { id: id.to_owned(), ingress: group.ip_permissions().to_vec() }, managed)))
 }
 
 /// Returns the id of the dedicated group `name`: `existing` with its ingress repaired when it

@@ -29,7 +29,13 @@ pub struct User {
 impl User {
     /// Tells whether the user is the switched-off `default` user that this tool creates.
     pub fn is_disabled_default(&self) -> bool {
-        self.name == "default" && self.access_string == DEFAULT_USER_ACCESS && self.authentication == "no-password"
+        self.name == "default" && same_access(&self.access_string, DEFAULT_USER_ACCESS) && self.authentication == "no-password"
+    }
+
+    /// Tells whether the user is the app user as this tool creates it: the session rules, and
+    /// a password to log in with.
+    pub fn is_app_user(&self) -> bool {
+        same_access(&self.access_string, &app_user_access()) && self.authentication == "password"
     }
 
     /// Returns the user groups the user belongs to other than `own`, which mean that someone
@@ -45,11 +51,37 @@ pub struct UserGroup {
     pub status: String,
     pub user_ids: Vec<String>,
     pub replication_groups: Vec<String>,
+    pub serverless_caches: Vec<String>,
+}
+
+impl UserGroup {
+    /// Returns the replication groups and serverless caches the group serves other than the
+    /// replication group `own`, which mean that someone else uses it.
+    pub fn other_users_of(&self, own: &str) -> Vec<String> {
+        let groups = self.replication_groups.iter().filter(|group| *group != own).cloned();
+        let caches = self.serverless_caches.iter().map(|cache| format!("serverless cache {cache}"));
+        groups.chain(caches).collect()
+    }
 }
 
 /// Returns the access string of the app user: on, with the same rules as on the instance.
 pub fn app_user_access() -> String {
     format!("on {}", xtask::codegen::SESSION_ACL_RULES)
+}
+
+/// Tells whether two access strings grant the same, ignoring the channel rules that Redis 6.2
+/// and later add when an access string names none.
+// NOTE: the rules ignored here are the Redis ACL defaults for channels. What ElastiCache returns
+// for these two access strings has not been seen on AWS.
+pub fn same_access(actual: &str, expected: &str) -> bool {
+    let rules = |access: &str| -> Vec<String> {
+        access
+            .split_whitespace()
+            .filter(|rule| !matches!(*rule, "resetchannels" | "allchannels" | "&*"))
+            .map(str::to_owned)
+            .collect()
+    };
+    rules(actual) == rules(expected)
 }
 
 /// Finds user `id`, or `None` when it does not exist.
@@ -176,6 +208,7 @@ pub async fn find_user_group(client: &Client, id: &str) -> anyhow::Result<Option
         status: group.status().unwrap_or_default().to_owned(),
         user_ids,
         replication_groups: group.replication_groups().to_vec(),
+        serverless_caches: group.serverless_caches().to_vec(),
     }))
 }
 

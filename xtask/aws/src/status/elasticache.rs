@@ -3,7 +3,7 @@
 
 use xtask::project::Project;
 use xtask::record::ElastiCacheRecord;
-use xtask::settings::Backend;
+use xtask::settings::{Backend, CacheName};
 
 use super::{Check, Report, group_ingress_check, password_check_with_fix};
 use crate::deploy_elasticache::{Clients, replication_group_drift};
@@ -69,7 +69,22 @@ async fn replication_group_checks(
         detail: format!("AWS has {}, the record has {recorded}", endpoint.as_deref().unwrap_or("none")),
     });
 
-    let drift = replication_group_drift(&group, &prepared.settings);
+    // The recorded group is compared under its own name, so that a renamed setting is reported
+    // once, as such, instead of as a foreign user group.
+    let mut settings = prepared.settings.clone();
+    if settings.elasticache.name.as_str() != id {
+        checks.push(Check {
+            name: "name",
+            in_sync: false,
+            detail: format!(
+                "the settings name `{}`, the record {id}: deploy-redis stops until `elasticache.name` is set back, or \
+                 until `cargo xtask destroy-redis --backend elasticache` removed the recorded group",
+                settings.elasticache.name
+            ),
+        });
+        settings.elasticache.name = CacheName::try_from(id.clone()).map_err(anyhow::Error::msg)?;
+    }
+    let drift = replication_group_drift(&group, &settings);
     let detail = if drift.is_empty() { "matches the settings".to_owned() } else { drift.join("; ") };
     checks.push(Check { name: "configuration", in_sync: drift.is_empty(), detail });
     Ok(checks)
@@ -90,10 +105,15 @@ async fn app_user_check(client: &aws_sdk_elasticache::Client, record: &ElastiCac
                 user.name
             ),
         },
-        Some(user) if user.access_string != users::app_user_access() => Check {
+        Some(user) if !user.is_app_user() => Check {
             name: "app_user",
             in_sync: false,
-            detail: format!("user {id} has access `{}` instead of `{}`; {REDEPLOY} resets it", user.access_string, users::app_user_access()),
+            detail: format!(
+                "user {id} has access `{}` and authentication `{}` instead of `{}` with a password; {REDEPLOY} resets both",
+                user.access_string,
+                user.authentication,
+                users::app_user_access()
+            ),
         },
         Some(user) if user.status != "active" => Check {
             name: "app_user",
