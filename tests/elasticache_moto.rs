@@ -961,11 +961,10 @@ async fn destroy_without_record_spares_shared_group() {
     assert_eq!(snapshot(&harness.emulator.output_dir), files_before, "no file written or removed");
 }
 
-/// A replication group with the settings' name that logs in through another user group is not a
-/// leftover of this tool, so a destroy without a record keeps it.
-#[tokio::test]
-async fn destroy_without_record_spares_foreign_group() {
-    let harness = Harness::start(&default_settings()).await;
+/// Creates a replication group with the settings' name directly in moto, as someone else would,
+/// logging in through `user_group_ids`.
+async fn create_foreign_group(harness: &Harness, user_group_ids: &[&str]) {
+    let user_group_ids = user_group_ids.iter().map(|id| (*id).to_owned()).collect();
     harness
         .moto_elasticache
         .create_replication_group()
@@ -973,10 +972,18 @@ async fn destroy_without_record_spares_foreign_group() {
         .replication_group_description("someone else's group")
         .engine("valkey")
         .cache_node_type("cache.t4g.micro")
-        .user_group_ids(OTHER_REPLICATION_GROUP)
+        .set_user_group_ids(Some(user_group_ids))
         .send()
         .await
         .expect("CreateReplicationGroup on moto");
+}
+
+/// A replication group with the settings' name that logs in through another user group is not a
+/// leftover of this tool, so a destroy without a record keeps it.
+#[tokio::test]
+async fn destroy_without_record_spares_foreign_group() {
+    let harness = Harness::start(&default_settings()).await;
+    create_foreign_group(&harness, &[OTHER_REPLICATION_GROUP]).await;
 
     let error = harness.destroy().await.unwrap_err();
 
@@ -992,16 +999,7 @@ async fn destroy_without_record_spares_foreign_group() {
 #[tokio::test]
 async fn destroy_without_record_spares_group_without_users() {
     let harness = Harness::start(&default_settings()).await;
-    harness
-        .moto_elasticache
-        .create_replication_group()
-        .replication_group_id(DEFAULT_NAME)
-        .replication_group_description("someone else's group")
-        .engine("valkey")
-        .cache_node_type("cache.t4g.micro")
-        .send()
-        .await
-        .expect("CreateReplicationGroup on moto");
+    create_foreign_group(&harness, &[]).await;
 
     let error = harness.destroy().await.unwrap_err();
 
