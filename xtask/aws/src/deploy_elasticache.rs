@@ -68,6 +68,15 @@ impl Found {
         ids
     }
 
+    /// Tells whether the record shows that the app user has the password in SSM. Without a record,
+    /// or before the password was read, it is unknown, and the deploy sets it again.
+    fn app_password_known(&self) -> bool {
+        match (&self.password, &self.recorded_password_sha256) {
+            (Some(password), Some(recorded)) => &password.sha256 == recorded,
+            _ => false,
+        }
+    }
+
     /// Returns the user ids the user group must hold, sorted.
     fn expected_user_ids(settings: &Settings) -> Vec<String> {
         let mut ids = vec![settings.elasticache.app_user_id(), settings.elasticache.default_user_id()];
@@ -219,7 +228,7 @@ pub async fn deploy(
     )
     .await?;
     ensure_subnet_group(&clients.elasticache, settings, &found).await?;
-    ensure_users(&clients.elasticache, settings, &found, &secret, &password, recorded.as_ref()).await?;
+    ensure_users(&clients.elasticache, settings, &found, &secret).await?;
     ensure_user_group(&clients.elasticache, settings, &found).await?;
     // One limit covers both waits, so that `--timeout` bounds the whole deploy.
     let deadline = tokio::time::Instant::now() + flags.timeout(Backend::Elasticache);
@@ -274,14 +283,9 @@ async fn ensure_subnet_group(client: &aws_sdk_elasticache::Client, settings: &Se
 
 /// Creates the users that are missing. Gives the app user the password from SSM when the record
 /// shows another one (after `rotate-redis-password`), or when there is no record to compare with.
-async fn ensure_users(
-    client: &aws_sdk_elasticache::Client,
-    settings: &Settings,
-    found: &Found,
-    secret: &ssm::Password,
-    password: &PasswordParameter,
-    recorded: Option<&ElastiCacheRecord>,
-) -> anyhow::Result<()> {
+/// `found.password` is the parameter that `secret` was read from.
+async fn ensure_users(client: &aws_sdk_elasticache::Client, settings: &Settings, found: &Found, secret: &ssm::Password) -> anyhow::Result<()> {
+    let password = found.password.as_ref().context("the password parameter is read before the users are ensured")?;
     let cache = &settings.elasticache;
     let default_user_id = cache.default_user_id();
     match &found.default_user {
@@ -311,8 +315,7 @@ async fn ensure_users(
     // NOTE: before the first record, as when a rerun resumes a wait, the user's password is
     // unknown and is set again. Whether ElastiCache accepts that while the group is `creating`
     // has not been tried on AWS.
-    let password_known = recorded.is_some_and(|record| record.redis_password_sha256 == password.sha256);
-    if !password_known || !user.is_app_user() {
+    if !found.app_password_known() || !user.is_app_user() {
         users::modify_app_user(client, &app_user_id, secret).await?;
         eprintln!("set the password (from SSM parameter {}, version {}) and access of user {app_user_id}", password.name, password.version);
     }
@@ -471,14 +474,9 @@ pub fn plan_rows(prepared: &Prepared, found: &Found) -> Vec<PlanRow> {
         Some(_) => Action::Reuse,
     };
     rows.push(row("user", cache.default_user_id(), default_user_action, "user name `default`, switched off".to_owned()));
-    // The deploy sets the password again when the record does not show the one in SSM.
-    let password_known = match (&found.password, &found.recorded_password_sha256) {
-        (Some(password), Some(recorded)) => &password.sha256 == recorded,
-        _ => false,
-    };
     let app_user_action = match &found.app_user {
         None => Action::Create,
-        Some(user) if !user.is_app_user() || !password_known => Action::Repair,
+        Some(user) if !user.is_app_user() || !found.app_password_known() => Action::Repair,
         Some(_) => Action::Reuse,
     };
     rows.push(row(
