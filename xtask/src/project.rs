@@ -53,8 +53,8 @@ impl Project {
         self.output_root.join("generated/deployment.yaml")
     }
 
-    /// The record of the ElastiCache backend, kept apart from the instance's so that both can
-    /// exist while users switch from one to the other.
+    /// Returns the path of the ElastiCache backend's record. It is kept apart from the instance's,
+    /// so that both can exist while users switch from one to the other.
     pub fn elasticache_record(&self) -> Utf8PathBuf {
         self.output_root.join("generated/elasticache.yaml")
     }

@@ -17,11 +17,11 @@ use crate::deploy_elasticache::Clients;
 use crate::deploy_redis::Prepared;
 use crate::destroy_redis::delete_security_group;
 use crate::ec2::readiness::Backoff;
-use crate::ec2::sdk_error;
 use crate::ec2::network::find_vpc_if_any;
 use crate::ec2::security_group::find_managed_group;
 use crate::elasticache::replication_group::{delete_replication_group, find_replication_group, wait_until_deleted};
-use crate::elasticache::subnet_group::find_subnet_group;
+use crate::elasticache::Deletion;
+use crate::elasticache::subnet_group::{delete_subnet_group, find_subnet_group};
 use crate::elasticache::users::{delete_user, delete_user_group, find_user, find_user_group};
 use crate::progress::Progress;
 use crate::sdk;
@@ -204,26 +204,19 @@ async fn find_unrecorded(clients: &Clients, settings: &Settings) -> anyhow::Resu
     }))
 }
 
-/// Deletes the user group, retrying while ElastiCache still reports it in use, then waits until
-/// it is gone, since its users cannot be deleted before.
+/// Deletes the user group once the replication group has released it, then waits until it is
+/// gone, since its users cannot be deleted before.
 async fn delete_user_group_when_released(client: &aws_sdk_elasticache::Client, id: &str) -> anyhow::Result<()> {
     let deadline = Instant::now() + RELEASE_TIMEOUT;
-    let mut backoff = Backoff::new();
-    loop {
-        match delete_user_group(client, id).await {
-            Ok(true) => eprintln!("deleting user group {id}"),
-            Ok(false) => {}
-            Err(error) if Instant::now() < deadline && format!("{error:#}").contains("InvalidUserGroupState") => {
-                tokio::time::sleep(backoff.next_delay()).await;
-                continue;
-            }
-            Err(error) => return Err(error).context("rerun `cargo xtask destroy-redis --backend elasticache` to go on"),
-        }
-        break;
+    let what = format!("user group {id}");
+    if delete_when_released(&what, deadline, || delete_user_group(client, id)).await? == Deletion::Started {
+        eprintln!("deleting {what}");
     }
+
+    let mut backoff = Backoff::new();
     while find_user_group(client, id).await?.is_some() {
         if Instant::now() >= deadline {
-            bail!("user group {id} still exists at the timeout; rerun `cargo xtask destroy-redis --backend elasticache` to go on");
+            bail!("{what} still exists at the timeout; rerun `cargo xtask destroy-redis --backend elasticache` to go on");
         }
         tokio::time::sleep(backoff.next_delay()).await;
     }
@@ -231,23 +224,28 @@ async fn delete_user_group_when_released(client: &aws_sdk_elasticache::Client, i
 }
 
 async fn delete_subnet_group_when_released(client: &aws_sdk_elasticache::Client, name: &str) -> anyhow::Result<()> {
+    let what = format!("cache subnet group {name}");
     let deadline = Instant::now() + RELEASE_TIMEOUT;
+    if delete_when_released(&what, deadline, || delete_subnet_group(client, name)).await? == Deletion::Started {
+        eprintln!("deleted {what}");
+    }
+    Ok(())
+}
+
+/// Sends `delete` again while ElastiCache rejects it because the resource is in use, which
+/// lasts a while after the replication group is gone, until `deadline`.
+async fn delete_when_released<F, Request>(what: &str, deadline: Instant, mut delete: F) -> anyhow::Result<Deletion>
+where
+    F: FnMut() -> Request,
+    Request: Future<Output = anyhow::Result<Deletion>>,
+{
+    let rerun = "rerun `cargo xtask destroy-redis --backend elasticache` to go on";
     let mut backoff = Backoff::new();
     loop {
-        let result = client.delete_cache_subnet_group().cache_subnet_group_name(name).send().await;
-        match result {
-            Ok(_) => {
-                eprintln!("deleted cache subnet group {name}");
-                return Ok(());
-            }
-            Err(error) if error.as_service_error().is_some_and(|error| error.is_cache_subnet_group_not_found_fault()) => return Ok(()),
-            Err(error) if error.as_service_error().is_some_and(|error| error.is_cache_subnet_group_in_use()) && Instant::now() < deadline => {
-                tokio::time::sleep(backoff.next_delay()).await;
-            }
-            Err(error) => {
-                return Err(sdk_error("DeleteCacheSubnetGroup", error))
-                    .context("rerun `cargo xtask destroy-redis --backend elasticache` to go on");
-            }
+        match delete().await.context(rerun)? {
+            Deletion::InUse if Instant::now() < deadline => tokio::time::sleep(backoff.next_delay()).await,
+            Deletion::InUse => bail!("{what} is still in use at the timeout; {rerun}"),
+            outcome => return Ok(outcome),
         }
     }
 }

@@ -13,6 +13,17 @@ use crate::ec2::{MANAGED_BY_KEY, MANAGED_BY_VALUE};
 /// same protocol, which is all phpredis needs.
 pub const ENGINE: &str = "valkey";
 
+/// The result of a delete request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deletion {
+    /// ElastiCache accepted the request.
+    Started,
+    /// The resource did not exist.
+    AlreadyGone,
+    /// ElastiCache rejected the request because something still uses the resource.
+    InUse,
+}
+
 /// Returns the tags of every resource this backend creates: its name and who manages it.
 pub fn tags(name: &str) -> Vec<Tag> {
     vec![

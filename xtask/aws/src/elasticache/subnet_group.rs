@@ -2,7 +2,7 @@
 
 use aws_sdk_elasticache::Client;
 
-use super::tags;
+use super::{Deletion, tags};
 use crate::ec2::{missing_field, sdk_error};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,4 +58,16 @@ pub async fn modify_subnet_group(client: &Client, name: &str, subnet_ids: &[Stri
         .await
         .map_err(|error| sdk_error("ModifyCacheSubnetGroup", error))?;
     Ok(())
+}
+
+/// Deletes the subnet group `name`, which ElastiCache rejects while a replication group uses it.
+pub async fn delete_subnet_group(client: &Client, name: &str) -> anyhow::Result<Deletion> {
+    match client.delete_cache_subnet_group().cache_subnet_group_name(name).send().await {
+        Ok(_) => Ok(Deletion::Started),
+        Err(error) if error.as_service_error().is_some_and(|error| error.is_cache_subnet_group_not_found_fault()) => {
+            Ok(Deletion::AlreadyGone)
+        }
+        Err(error) if error.as_service_error().is_some_and(|error| error.is_cache_subnet_group_in_use()) => Ok(Deletion::InUse),
+        Err(error) => Err(sdk_error("DeleteCacheSubnetGroup", error)),
+    }
 }

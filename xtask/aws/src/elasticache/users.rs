@@ -6,7 +6,7 @@ use aws_sdk_elasticache::Client;
 use tokio::time::Instant;
 use aws_sdk_elasticache::types::{AuthenticationMode, InputAuthenticationType};
 
-use super::{ENGINE, tags};
+use super::{Deletion, ENGINE, tags};
 use crate::ec2::readiness::Backoff;
 use crate::ec2::sdk_error;
 use crate::progress::Progress;
@@ -238,11 +238,13 @@ pub async fn modify_user_group(client: &Client, id: &str, add: &[String], remove
     Ok(())
 }
 
-/// Deletes user group `id`; a group that is already gone is fine.
-pub async fn delete_user_group(client: &Client, id: &str) -> anyhow::Result<bool> {
+/// Deletes user group `id`. ElastiCache rejects it as `InvalidUserGroupState` while a
+/// replication group still releases it.
+pub async fn delete_user_group(client: &Client, id: &str) -> anyhow::Result<Deletion> {
     match client.delete_user_group().user_group_id(id).send().await {
-        Ok(_) => Ok(true),
-        Err(error) if error.as_service_error().is_some_and(|error| error.is_user_group_not_found_fault()) => Ok(false),
+        Ok(_) => Ok(Deletion::Started),
+        Err(error) if error.as_service_error().is_some_and(|error| error.is_user_group_not_found_fault()) => Ok(Deletion::AlreadyGone),
+        Err(error) if error.as_service_error().is_some_and(|error| error.is_invalid_user_group_state_fault()) => Ok(Deletion::InUse),
         Err(error) => Err(sdk_error("DeleteUserGroup", error)),
     }
 }
