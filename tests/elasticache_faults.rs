@@ -1133,6 +1133,13 @@ fn problem_lines(message: &str) -> Vec<&str> {
     message.lines().filter(|line| line.starts_with("  - ")).collect()
 }
 
+/// Returns the one problem line of `message`, failing the test when there are more or none.
+fn only_problem(message: &str) -> &str {
+    let problems = problem_lines(message);
+    assert_eq!(problems.len(), 1, "one conflict: {message}");
+    problems[0]
+}
+
 /// Builds the DescribeUserGroups rule for the deploy's user group, active and used by
 /// `replication_groups`.
 fn user_group_serving(replication_groups: &'static [&'static str]) -> Rule {
@@ -1158,12 +1165,11 @@ async fn record_of_other_group_stops_deploy() {
 
     let message = deploy_stopped_by_conflict(&account, &workspace).await;
 
-    let problems = problem_lines(&message);
-    assert_eq!(problems.len(), 1, "one conflict: {message}");
-    assert!(problems[0].contains("generated/elasticache.yaml records replication group openemr-old in us-east-1"), "{message}");
-    assert!(problems[0].contains(&format!("the settings name {CACHE_NAME} in {REGION}")), "{message}");
-    assert!(problems[0].contains("`cargo xtask destroy-redis --backend elasticache`"), "gives the fix: {message}");
-    assert!(problems[0].contains("set `elasticache.name` (and `region`) back"), "gives the other fix: {message}");
+    let problem = only_problem(&message);
+    assert!(problem.contains("generated/elasticache.yaml records replication group openemr-old in us-east-1"), "{message}");
+    assert!(problem.contains(&format!("the settings name {CACHE_NAME} in {REGION}")), "{message}");
+    assert!(problem.contains("`cargo xtask destroy-redis --backend elasticache`"), "gives the fix: {message}");
+    assert!(problem.contains("set `elasticache.name` (and `region`) back"), "gives the other fix: {message}");
 }
 
 #[tokio::test(start_paused = true)]
@@ -1174,11 +1180,10 @@ async fn record_in_other_region_stops_deploy() {
 
     let message = deploy_stopped_by_conflict(&account, &workspace).await;
 
-    let problems = problem_lines(&message);
-    assert_eq!(problems.len(), 1, "one conflict: {message}");
-    assert!(problems[0].contains(&format!("records replication group {CACHE_NAME} in eu-west-1")), "{message}");
-    assert!(problems[0].contains(&format!("the settings name {CACHE_NAME} in {REGION}")), "{message}");
-    assert!(problems[0].contains("`cargo xtask destroy-redis --backend elasticache`"), "gives the fix: {message}");
+    let problem = only_problem(&message);
+    assert!(problem.contains(&format!("records replication group {CACHE_NAME} in eu-west-1")), "{message}");
+    assert!(problem.contains(&format!("the settings name {CACHE_NAME} in {REGION}")), "{message}");
+    assert!(problem.contains("`cargo xtask destroy-redis --backend elasticache`"), "gives the fix: {message}");
 }
 
 #[tokio::test(start_paused = true)]
@@ -1190,11 +1195,10 @@ async fn shared_user_group_stops_deploy() {
 
     let message = deploy_stopped_by_conflict(&account, &workspace).await;
 
-    let problems = problem_lines(&message);
-    assert_eq!(problems.len(), 1, "one conflict: {message}");
+    let problem = only_problem(&message);
     let expected = format!("user group {CACHE_NAME} also serves {OTHER_REPLICATION_GROUP}, which");
-    assert!(problems[0].contains(&expected), "names only the other group: {message}");
-    assert!(problems[0].contains("choose another `elasticache.name`"), "gives the fix: {message}");
+    assert!(problem.contains(&expected), "names only the other group: {message}");
+    assert!(problem.contains("choose another `elasticache.name`"), "gives the fix: {message}");
 }
 
 #[tokio::test(start_paused = true)]
@@ -1206,10 +1210,9 @@ async fn shared_app_user_stops_deploy() {
 
     let message = deploy_stopped_by_conflict(&account, &workspace).await;
 
-    let problems = problem_lines(&message);
-    assert_eq!(problems.len(), 1, "one conflict: {message}");
-    assert!(problems[0].contains(&format!("user {APP_USER_ID} belongs to user group(s) {OTHER_USER_GROUP},")), "{message}");
-    assert!(problems[0].contains("choose another `elasticache.name`"), "gives the fix: {message}");
+    let problem = only_problem(&message);
+    assert!(problem.contains(&format!("user {APP_USER_ID} belongs to user group(s) {OTHER_USER_GROUP},")), "{message}");
+    assert!(problem.contains("choose another `elasticache.name`"), "gives the fix: {message}");
     assert_eq!(account.modify_user.num_calls(), 0, "the app user keeps its password");
 }
 
@@ -1222,10 +1225,9 @@ async fn shared_default_user_stops_deploy() {
 
     let message = deploy_stopped_by_conflict(&account, &workspace).await;
 
-    let problems = problem_lines(&message);
-    assert_eq!(problems.len(), 1, "one conflict: {message}");
-    assert!(problems[0].contains(&format!("user {DEFAULT_USER_ID} belongs to user group(s) {OTHER_USER_GROUP},")), "{message}");
-    assert!(problems[0].contains("choose another `elasticache.name`"), "gives the fix: {message}");
+    let problem = only_problem(&message);
+    assert!(problem.contains(&format!("user {DEFAULT_USER_ID} belongs to user group(s) {OTHER_USER_GROUP},")), "{message}");
+    assert!(problem.contains("choose another `elasticache.name`"), "gives the fix: {message}");
 }
 
 #[tokio::test(start_paused = true)]
@@ -1236,13 +1238,12 @@ async fn changed_redis_user_stops_deploy() {
 
     let message = deploy_stopped_by_conflict(&account, &workspace).await;
 
-    let problems = problem_lines(&message);
-    assert_eq!(problems.len(), 1, "one conflict: {message}");
+    let problem = only_problem(&message);
     let expected = format!("user {APP_USER_ID} has user name `openemr`, but the settings ask for `sessions`");
-    assert!(problems[0].contains(&expected), "{message}");
-    assert!(problems[0].contains("ElastiCache cannot rename a user"), "explains: {message}");
-    assert!(problems[0].contains("set `redis_user` back"), "gives the fix: {message}");
-    assert!(problems[0].contains("`cargo xtask destroy-redis --backend elasticache`"), "gives the other fix: {message}");
+    assert!(problem.contains(&expected), "{message}");
+    assert!(problem.contains("ElastiCache cannot rename a user"), "explains: {message}");
+    assert!(problem.contains("set `redis_user` back"), "gives the fix: {message}");
+    assert!(problem.contains("`cargo xtask destroy-redis --backend elasticache`"), "gives the other fix: {message}");
 }
 
 #[tokio::test(start_paused = true)]
@@ -1252,10 +1253,9 @@ async fn create_failed_group_stops_deploy() {
 
     let message = deploy_stopped_by_conflict(&account, &workspace).await;
 
-    let problems = problem_lines(&message);
-    assert_eq!(problems.len(), 1, "one conflict: {message}");
-    assert!(problems[0].contains(&format!("replication group {CACHE_NAME} failed to create (status create-failed)")), "{message}");
-    assert!(problems[0].contains("`cargo xtask destroy-redis --backend elasticache`, which finds it by name"), "gives the fix: {message}");
+    let problem = only_problem(&message);
+    assert!(problem.contains(&format!("replication group {CACHE_NAME} failed to create (status create-failed)")), "{message}");
+    assert!(problem.contains("`cargo xtask destroy-redis --backend elasticache`, which finds it by name"), "gives the fix: {message}");
     assert_eq!(account.describe_replication_group.num_calls(), 1, "the failed group is looked up, not awaited");
 }
 
@@ -1372,11 +1372,10 @@ async fn renamed_default_user_stops_deploy() {
 
     let message = deploy_stopped_by_conflict(&account, &workspace).await;
 
-    let problems = problem_lines(&message);
-    assert_eq!(problems.len(), 1, "one conflict: {message}");
-    assert!(problems[0].contains(&format!("user {DEFAULT_USER_ID} has user name `admin`, not `default`")), "{message}");
-    assert!(problems[0].contains("ElastiCache cannot rename a user"), "explains: {message}");
-    assert!(problems[0].contains(&format!("`aws elasticache delete-user --user-id {DEFAULT_USER_ID}`")), "gives the fix: {message}");
+    let problem = only_problem(&message);
+    assert!(problem.contains(&format!("user {DEFAULT_USER_ID} has user name `admin`, not `default`")), "{message}");
+    assert!(problem.contains("ElastiCache cannot rename a user"), "explains: {message}");
+    assert!(problem.contains(&format!("`aws elasticache delete-user --user-id {DEFAULT_USER_ID}`")), "gives the fix: {message}");
     account.assert_nothing_created();
     assert_eq!(account.modify_user.num_calls(), 0, "the user is not changed");
 }
@@ -1415,7 +1414,6 @@ async fn user_group_of_serverless_cache_stops_deploy() {
 
     let message = deploy_stopped_by_conflict(&account, &workspace).await;
 
-    let problems = problem_lines(&message);
-    assert_eq!(problems.len(), 1, "one conflict: {message}");
-    assert!(problems[0].contains(&format!("user group {CACHE_NAME} also serves serverless cache their-cache")), "{message}");
+    let problem = only_problem(&message);
+    assert!(problem.contains(&format!("user group {CACHE_NAME} also serves serverless cache their-cache")), "{message}");
 }
